@@ -1,0 +1,258 @@
+package storage
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The crash test re-executes the test binary as a child that writes under
+// FsyncAlways and prints a line for every acknowledged write; the parent
+// kills it with SIGKILL at a random moment, reopens the store and checks
+// that every acknowledged write is there, whole.
+
+const (
+	crashDirEnv   = "STASH_STORAGE_CRASH_DIR"
+	crashRoundEnv = "STASH_STORAGE_CRASH_ROUND"
+	crashWriters  = 8
+	crashKeys     = 40 // per writer
+)
+
+// crashValue is the value written for (key, n): a header naming both and a
+// deterministic filler of 0–12 KiB, so a torn or misplaced value is seen.
+func crashValue(key string, n int) string {
+	h := fnv.New64a()
+	fmt.Fprintf(h, "%s/%d", key, n)
+	sum := h.Sum64()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s|%d|", key, n)
+	size := int(sum % (12 << 10))
+	for i := 0; b.Len() < size; i++ {
+		b.WriteByte(byte('a' + (sum>>(i%57))%26))
+	}
+	return b.String()
+}
+
+// parseCrashValue returns the n a value was written for, checking that the
+// value is exactly crashValue(key, n).
+func parseCrashValue(key, v string) (int, error) {
+	rest, ok := strings.CutPrefix(v, key+"|")
+	if !ok {
+		return 0, fmt.Errorf("value of %q has a wrong header: %.40q", key, v)
+	}
+	ns, _, ok := strings.Cut(rest, "|")
+	n, err := strconv.Atoi(ns)
+	if !ok || err != nil {
+		return 0, fmt.Errorf("value of %q has a bad counter: %.40q", key, v)
+	}
+	if v != crashValue(key, n) {
+		return 0, fmt.Errorf("value of %q for write %d is torn (%d bytes)", key, n, len(v))
+	}
+	return n, nil
+}
+
+func crashKey(w, i int) string { return fmt.Sprintf("w%d-k%d", w, i) }
+func crashSlot(key string) uint16 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return uint16(h.Sum32() % Slots)
+}
+
+// runCrashChild writes forever; it never returns normally.
+func runCrashChild(dir string, round int) {
+	s, err := Open(Config{Dir: dir, Fsync: FsyncAlways})
+	if err != nil {
+		fmt.Printf("error %v\n", err)
+		os.Exit(2)
+	}
+	var mu sync.Mutex // serialises lines on stdout
+	say := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(os.Stdout, format, args...)
+	}
+	say("ready\n")
+	var wg sync.WaitGroup
+	for w := range crashWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			r := rand.New(rand.NewPCG(uint64(w), uint64(round)))
+			for n := round * 1_000_000; ; n++ {
+				key := crashKey(w, r.IntN(crashKeys))
+				if r.IntN(8) == 0 {
+					say("try %s %d\n", key, n) // the delete may be durable before it is acknowledged
+					if _, err := s.Update(ctx, crashSlot(key), key, func(Stash, bool) (Stash, Op) { return Stash{}, OpDelete }); err != nil {
+						say("error %v\n", err)
+						return
+					}
+					say("del %s %d\n", key, n)
+					continue
+				}
+				v := crashValue(key, n)
+				if _, err := s.Update(ctx, crashSlot(key), key, func(Stash, bool) (Stash, Op) {
+					return Stash{Value: v}, OpPut
+				}); err != nil {
+					say("error %v\n", err)
+					return
+				}
+				say("put %s %d\n", key, n)
+			}
+		}()
+	}
+	wg.Wait()
+	os.Exit(3)
+}
+
+// ack is the last acknowledged operation on a key.
+type ack struct {
+	del bool
+	n   int
+}
+
+func TestCrashKill9(t *testing.T) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		round, _ := strconv.Atoi(os.Getenv(crashRoundEnv))
+		runCrashChild(dir, round)
+		return
+	}
+	if testing.Short() {
+		t.Skip("re-executes the test binary")
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 1))
+	dir := t.TempDir()
+	acked := map[string]ack{}
+	tried := map[string]int{}
+	for round := 1; round <= 3; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKill9$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashRoundEnv+"="+strconv.Itoa(round))
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		lines := bufio.NewReader(out)
+		if l, err := lines.ReadString('\n'); err != nil || l != "ready\n" {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("round %d: child did not start: %q %v", round, l, err)
+		}
+		killAt := 1 + r.IntN(600) // acknowledgements to read before the kill
+		reached := make(chan struct{})
+		type result struct {
+			acks  map[string]ack
+			tries map[string]int // highest attempted delete per key
+			n     int
+			err   error
+		}
+		done := make(chan result, 1)
+		go func() { // read acknowledgements until the pipe closes
+			res := result{acks: map[string]ack{}, tries: map[string]int{}}
+			for {
+				l, err := lines.ReadString('\n')
+				if err == io.EOF {
+					break // a partial last line was never acknowledged
+				}
+				if err != nil {
+					res.err = err
+					break
+				}
+				var op, key string
+				var n int
+				if _, err := fmt.Sscanf(l, "%s %s %d", &op, &key, &n); err != nil || (op != "put" && op != "del" && op != "try") {
+					res.err = fmt.Errorf("child said %q", l)
+					break
+				}
+				if op == "try" {
+					res.tries[key] = n
+					continue
+				}
+				res.acks[key] = ack{del: op == "del", n: n}
+				if res.n++; res.n == killAt {
+					close(reached)
+				}
+			}
+			done <- res
+		}()
+		var res result
+		select {
+		case <-reached:
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			res = <-done
+		case res = <-done: // the child died by itself
+			if res.err == nil {
+				res.err = fmt.Errorf("child exited after %d acknowledgements", res.n)
+			}
+		case <-time.After(time.Minute):
+			cmd.Process.Kill()
+			res = <-done
+			res.err = fmt.Errorf("only %d acknowledgements in a minute", res.n)
+		}
+		cmd.Wait()
+		if res.err != nil {
+			t.Fatalf("round %d: %v", round, res.err)
+		}
+		for k, a := range res.acks {
+			acked[k] = a
+		}
+		for k, n := range res.tries {
+			tried[k] = n
+		}
+		t.Logf("round %d: killed after %d acknowledged writes (%d read in all)", round, killAt, res.n)
+
+		s, err := Open(Config{Dir: dir})
+		if err != nil {
+			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
+		}
+		if c := s.Stats().Corrupt; c != 0 {
+			t.Errorf("round %d: %d corrupt records", round, c)
+		}
+		for w := range crashWriters {
+			for i := range crashKeys {
+				key := crashKey(w, i)
+				st, ok := s.Get(crashSlot(key), key)
+				n := -1
+				if ok {
+					if n, err = parseCrashValue(key, st.Value); err != nil {
+						t.Errorf("round %d: %v", round, err)
+						continue
+					}
+				}
+				a, wasAcked := acked[key]
+				switch {
+				case !wasAcked:
+				case a.del && ok && n <= a.n:
+					t.Errorf("round %d: %q deleted at %d (acknowledged) but holds write %d", round, key, a.n, n)
+				case !a.del && !ok && tried[key] > a.n:
+					// deleted by a later write that was not acknowledged yet
+				case !a.del && (!ok || n < a.n):
+					t.Errorf("round %d: %q acknowledged write %d, holds %d (present %v)", round, key, a.n, n, ok)
+				}
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if t.Failed() {
+			return
+		}
+	}
+}

@@ -1,0 +1,303 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the name of the bbolt file inside Config.Dir.
+const FileName = "stash.db"
+
+const (
+	// loadChunk is how many slots a load worker takes at a time.
+	loadChunk = 128
+	// maxCorruptLogs bounds the corrupt records logged one by one per Open.
+	maxCorruptLogs = 100
+)
+
+// openDisk opens stash.db, reloads it into memory and starts the batcher.
+func (s *Store) openDisk() (err error) {
+	start := time.Now()
+	cfg := s.cfg
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	path := filepath.Join(cfg.Dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: cfg.LockTimeout,
+		// Commits write no freelist; Open rebuilds it by walking the file.
+		NoFreelistSync:  true,
+		FreelistType:    bolt.FreelistMapType,
+		InitialMmapSize: cfg.MmapSize,
+		NoSync:          cfg.Fsync == FsyncNever,
+		NoGrowSync:      cfg.Fsync == FsyncNever,
+		MmapFlags:       mmapFlags,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return fmt.Errorf("storage: open %s: still locked by another process after %v: %w", path, cfg.LockTimeout, err)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			_ = db.Close()
+		}
+	}()
+
+	if err := initBuckets(db); err != nil {
+		return fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	hw := make([]uint64, Slots) // sequence high-water persisted in meta
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+			if len(k) == 3 && k[0] == 's' {
+				slot := binary.BigEndian.Uint16(k[1:])
+				if slot < Slots && len(v) == 8 {
+					hw[slot] = binary.BigEndian.Uint64(v)
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	for i := range s.slots {
+		s.slots[i].seq = hw[i]
+	}
+
+	res, err := s.load(db)
+	if err != nil {
+		return fmt.Errorf("storage: load %s: %w", path, err)
+	}
+	if len(res.corrupt) > 0 {
+		if err := quarantine(db, res.corrupt); err != nil {
+			return fmt.Errorf("storage: quarantine corrupt records: %w", err)
+		}
+	}
+
+	s.db = db
+	s.bt = newBatcher(db, cfg, hw)
+	// Expired records are deleted through the batcher, in the background.
+	for _, k := range res.expired {
+		if _, err := s.bt.enqueue(k, wval{del: true}, false); err != nil {
+			return err
+		}
+	}
+	s.loaded = res.loaded
+	s.corrupt = int64(len(res.corrupt))
+	s.loadedIn = time.Since(start)
+	s.log.Info("storage: opened", "path", path, "fsync", cfg.Fsync.String(),
+		"stashes", res.loaded, "expired", len(res.expired), "corrupt", len(res.corrupt),
+		"took", s.loadedIn)
+	return nil
+}
+
+// initBuckets checks the format version and creates the buckets of a new
+// file. A file already set up is only read: no commit, no fsync.
+func initBuckets(db *bolt.DB) error {
+	ready := false
+	err := db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return nil
+		}
+		v := meta.Get(metaFormat)
+		if v != nil && (len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion) {
+			return fmt.Errorf("%w: format %x, this build reads %d", ErrFormat, v, formatVersion)
+		}
+		ready = v != nil && tx.Bucket(bucketData) != nil
+		return nil
+	})
+	if err != nil || ready {
+		return err
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucketIfNotExists(bucketData); err != nil {
+			return err
+		}
+		return meta.Put(metaFormat, binary.BigEndian.AppendUint32(nil, formatVersion))
+	})
+}
+
+// loadResult is what the load workers gathered besides the stashes.
+type loadResult struct {
+	loaded  int64
+	expired []wkey      // records to delete from disk
+	corrupt [][2][]byte // raw key and value of records to quarantine
+}
+
+// load reads every record of the stashes bucket into the slots, in
+// parallel over slot ranges (bbolt allows concurrent read transactions).
+func (s *Store) load(db *bolt.DB) (loadResult, error) {
+	workers := runtime.GOMAXPROCS(0)
+	var next atomic.Int32
+	var logged atomic.Int32
+	now := s.nowMs()
+	results := make([]loadResult, workers)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := loader{s: s, now: now, logged: &logged}
+			errs[w] = db.View(func(tx *bolt.Tx) error {
+				c := tx.Bucket(bucketData).Cursor()
+				for {
+					lo := int(next.Add(1)-1) * loadChunk
+					if lo >= Slots {
+						return nil
+					}
+					l.loadRange(c, lo, lo+loadChunk)
+				}
+			})
+			results[w] = l.res
+		}()
+	}
+	wg.Wait()
+	var res loadResult
+	for w := range workers {
+		res.loaded += results[w].loaded
+		res.expired = append(res.expired, results[w].expired...)
+		res.corrupt = append(res.corrupt, results[w].corrupt...)
+	}
+	return res, errors.Join(errs...)
+}
+
+// loader is one load worker's state.
+type loader struct {
+	s      *Store
+	now    int64
+	logged *atomic.Int32
+	res    loadResult
+	tmp    []entry // entries of the slot being read
+	maxSeq uint64  // highest sequence among the slot's records, expired included
+}
+
+// loadRange loads the records of slots [lo, hi). The range that ends at
+// Slots also takes the records past it (only corrupt ones can be there),
+// and the one starting at 0 those before it.
+func (l *loader) loadRange(c *bolt.Cursor, lo, hi int) {
+	var k, v []byte
+	if lo == 0 {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek(binary.BigEndian.AppendUint16(nil, uint16(lo)))
+	}
+	cur := -1
+	for ; k != nil; k, v = c.Next() {
+		if len(k) >= 2 {
+			slot := int(binary.BigEndian.Uint16(k))
+			if slot >= hi && hi < Slots {
+				break
+			}
+			if slot != cur && slot < Slots {
+				l.install(cur)
+				cur = slot
+			}
+		} else if len(k) == 1 {
+			// A key too short to hold a slot sorts just before slot
+			// k[0]<<8; only the range holding slot k[0]<<8 - 1 takes it.
+			if pos := max(int(k[0])<<8-1, 0); pos >= hi {
+				break
+			}
+		}
+		r, err := decodeRecord(k, v)
+		if err != nil {
+			l.reject(k, v, err)
+			continue
+		}
+		l.maxSeq = max(l.maxSeq, r.ver.Seq)
+		if r.exp != 0 && r.exp <= l.now {
+			l.res.expired = append(l.res.expired, wkey{slot: r.slot, key: string(r.key)})
+			continue
+		}
+		l.tmp = append(l.tmp, makeEntry(string(r.key), r.kind, string(r.value), r.exp, r.ver))
+	}
+	l.install(cur)
+	clear(l.tmp)
+	l.tmp = l.tmp[:0]
+}
+
+// install hands the gathered entries of slot to it.
+func (l *loader) install(slot int) {
+	if slot < 0 {
+		return
+	}
+	s := l.s
+	t := buildTable(s.seed, l.tmp)
+	minExp := int64(math.MaxInt64)
+	var bytes int64
+	for i := range l.tmp {
+		e := &l.tmp[i]
+		bytes += e.size()
+		if e.exp != 0 {
+			minExp = min(minExp, e.exp)
+		}
+	}
+	sl := &s.slots[slot]
+	sl.mu.Lock()
+	sl.t = t
+	sl.seq = max(sl.seq, l.maxSeq)
+	sl.minExp.Store(minExp)
+	sl.mu.Unlock()
+	s.stashes.Add(int64(len(l.tmp)))
+	s.bytes.Add(bytes)
+	l.res.loaded += int64(len(l.tmp))
+	clear(l.tmp)
+	l.tmp = l.tmp[:0]
+	l.maxSeq = 0
+}
+
+// reject logs a corrupt record and keeps a copy for quarantine.
+func (l *loader) reject(k, v []byte, err error) {
+	l.res.corrupt = append(l.res.corrupt, [2][]byte{slices.Clone(k), slices.Clone(v)})
+	if n := l.logged.Add(1); n <= maxCorruptLogs {
+		l.s.log.Error("storage: corrupt record rejected; moved to the quarantine bucket",
+			"key", fmt.Sprintf("%q", trunc(string(k))), "bytes", len(v), "err", err)
+	} else if n == maxCorruptLogs+1 {
+		l.s.log.Error("storage: more corrupt records; not logging each")
+	}
+}
+
+// quarantine moves corrupt records from the stashes bucket to the
+// quarantine bucket, bytes unchanged.
+func quarantine(db *bolt.DB, recs [][2][]byte) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		q, err := tx.CreateBucketIfNotExists(bucketQuarantine)
+		if err != nil {
+			return err
+		}
+		data := tx.Bucket(bucketData)
+		for _, kv := range recs {
+			if len(kv[0]) == 0 {
+				continue // bbolt cannot hold an empty key; nothing to move
+			}
+			if err := q.Put(kv[0], kv[1]); err != nil {
+				return err
+			}
+			if err := data.Delete(kv[0]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
