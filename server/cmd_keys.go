@@ -1,0 +1,628 @@
+package server
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/stashcluster/stash/internal/stashops"
+	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/storage"
+)
+
+const (
+	errWrongType = "WRONGTYPE Operation against a key holding the wrong kind of value"
+	errNotInt    = "ERR value is not an integer or out of range"
+	errSyntax    = "ERR syntax error"
+)
+
+func parseInt(b []byte) (int64, bool) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
+func (c *client) nowMs() int64 { return c.srv.cfg.Now().UnixMilli() }
+
+// tooBig replies with the value-size error when n exceeds the limit.
+func (c *client) tooBig(n int) bool {
+	if n > c.srv.cfg.MaxValueBytes {
+		c.err("ERR " + (&stashops.ValueTooLargeError{Size: n, Limit: c.srv.cfg.MaxValueBytes}).Error())
+		return true
+	}
+	return false
+}
+
+// update runs fn on key and replies with a storage error if one occurs;
+// it reports whether the caller should write its own reply.
+func (c *client) update(key []byte, fn func(cur storage.Stash, ok bool) (storage.Stash, storage.Op)) bool {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	k := string(key)
+	_, err := c.srv.kv.Update(ctx, ring.Slot(k), k, fn)
+	if err != nil {
+		c.storageErr(err)
+		return false
+	}
+	return true
+}
+
+func (c *client) storageErr(err error) {
+	switch {
+	case errors.Is(err, storage.ErrClosed):
+		c.err("ERR server is shutting down")
+	default:
+		c.err("ERR " + err.Error())
+	}
+}
+
+func (c *client) get(key []byte) (storage.Stash, bool) {
+	k := string(key)
+	return c.srv.kv.Get(ring.Slot(k), k)
+}
+
+func cmdGet(c *client, args [][]byte) {
+	st, ok := c.get(args[1])
+	switch {
+	case !ok:
+		c.wr.Null()
+	case st.Kind != storage.KindString:
+		c.err(errWrongType)
+	default:
+		c.wr.BulkString(st.Value)
+	}
+}
+
+// expireOpt holds a parsed EX/PX/EXAT/PXAT/KEEPTTL/PERSIST option.
+type expireOpt struct {
+	set     bool  // an expiry option was given
+	at      int64 // absolute unix ms
+	keepTTL bool
+	persist bool
+}
+
+// parseExpire reads the value of an EX/PX/EXAT/PXAT option.
+func (c *client) parseExpire(opt string, v []byte, cmd string) (int64, bool) {
+	n, ok := parseInt(v)
+	if !ok {
+		c.err(errNotInt)
+		return 0, false
+	}
+	bad := func() (int64, bool) {
+		c.err("ERR invalid expire time in '" + cmd + "' command")
+		return 0, false
+	}
+	if n <= 0 {
+		return bad()
+	}
+	now := c.nowMs()
+	switch opt {
+	case "ex":
+		if n > (math.MaxInt64-now)/1000 {
+			return bad()
+		}
+		return now + n*1000, true
+	case "px":
+		if n > math.MaxInt64-now {
+			return bad()
+		}
+		return now + n, true
+	case "exat":
+		if n > math.MaxInt64/1000 {
+			return bad()
+		}
+		return n * 1000, true
+	default: // pxat
+		return n, true
+	}
+}
+
+func cmdSet(c *client, args [][]byte) {
+	var nx, xx, get bool
+	var ex expireOpt
+	for i := 3; i < len(args); i++ {
+		o := strings.ToLower(string(args[i]))
+		switch o {
+		case "nx":
+			nx = true
+		case "xx":
+			xx = true
+		case "get":
+			get = true
+		case "keepttl":
+			if ex.set {
+				c.err(errSyntax)
+				return
+			}
+			ex.keepTTL = true
+		case "ex", "px", "exat", "pxat":
+			if ex.set || ex.keepTTL || i+1 >= len(args) {
+				c.err(errSyntax)
+				return
+			}
+			at, ok := c.parseExpire(o, args[i+1], "set")
+			if !ok {
+				return
+			}
+			ex.set, ex.at = true, at
+			i++
+		default:
+			c.err(errSyntax)
+			return
+		}
+	}
+	if nx && xx {
+		c.err(errSyntax)
+		return
+	}
+	c.set(args[1], args[2], nx, xx, get, ex)
+}
+
+func (c *client) set(key, value []byte, nx, xx, get bool, ex expireOpt) {
+	if c.tooBig(len(value)) {
+		return
+	}
+	v := string(value)
+	now := c.nowMs()
+	var old storage.Stash
+	var had, wrote, wrongType bool
+	ok := c.update(key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+		had, old = ok, cur
+		if get && ok && cur.Kind != storage.KindString {
+			wrongType = true
+			return cur, storage.OpKeep
+		}
+		if (nx && ok) || (xx && !ok) {
+			return cur, storage.OpKeep
+		}
+		wrote = true
+		next := storage.Stash{Kind: storage.KindString, Value: v}
+		switch {
+		case ex.set:
+			if ex.at <= now {
+				if !ok {
+					return cur, storage.OpKeep
+				}
+				return cur, storage.OpDelete
+			}
+			next.ExpireAt = ex.at
+		case ex.keepTTL && ok:
+			next.ExpireAt = cur.ExpireAt
+		}
+		return next, storage.OpPut
+	})
+	switch {
+	case !ok:
+	case wrongType:
+		c.err(errWrongType)
+	case get:
+		if had {
+			c.wr.BulkString(old.Value)
+		} else {
+			c.wr.Null()
+		}
+	case wrote:
+		c.wr.OK()
+	default:
+		c.wr.Null()
+	}
+}
+
+func cmdSetEx(c *client, args [][]byte) {
+	at, ok := c.parseExpire("ex", args[2], "setex")
+	if ok {
+		c.set(args[1], args[3], false, false, false, expireOpt{set: true, at: at})
+	}
+}
+
+func cmdPSetEx(c *client, args [][]byte) {
+	at, ok := c.parseExpire("px", args[2], "psetex")
+	if ok {
+		c.set(args[1], args[3], false, false, false, expireOpt{set: true, at: at})
+	}
+}
+
+func cmdSetNX(c *client, args [][]byte) {
+	if c.tooBig(len(args[2])) {
+		return
+	}
+	v := string(args[2])
+	wrote := false
+	if c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+		if ok {
+			return cur, storage.OpKeep
+		}
+		wrote = true
+		return storage.Stash{Kind: storage.KindString, Value: v}, storage.OpPut
+	}) {
+		c.wr.Int(b2i(wrote))
+	}
+}
+
+func cmdGetEx(c *client, args [][]byte) {
+	var ex expireOpt
+	for i := 2; i < len(args); i++ {
+		o := strings.ToLower(string(args[i]))
+		switch o {
+		case "persist":
+			if ex.set || ex.persist {
+				c.err(errSyntax)
+				return
+			}
+			ex.persist = true
+		case "ex", "px", "exat", "pxat":
+			if ex.set || ex.persist || i+1 >= len(args) {
+				c.err(errSyntax)
+				return
+			}
+			at, ok := c.parseExpire(o, args[i+1], "getex")
+			if !ok {
+				return
+			}
+			ex.set, ex.at = true, at
+			i++
+		default:
+			c.err(errSyntax)
+			return
+		}
+	}
+	if !ex.set && !ex.persist {
+		cmdGet(c, args[:2])
+		return
+	}
+	now := c.nowMs()
+	var old storage.Stash
+	var had, wrongType bool
+	if !c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+		had, old = ok, cur
+		if !ok {
+			return cur, storage.OpKeep
+		}
+		if cur.Kind != storage.KindString {
+			wrongType = true
+			return cur, storage.OpKeep
+		}
+		if ex.persist {
+			if cur.ExpireAt == 0 {
+				return cur, storage.OpKeep
+			}
+			cur.ExpireAt = 0
+		} else {
+			if ex.at <= now {
+				return cur, storage.OpDelete
+			}
+			cur.ExpireAt = ex.at
+		}
+		cur.Version = storage.Version{}
+		return cur, storage.OpPut
+	}) {
+		return
+	}
+	switch {
+	case wrongType:
+		c.err(errWrongType)
+	case !had:
+		c.wr.Null()
+	default:
+		c.wr.BulkString(old.Value)
+	}
+}
+
+func cmdGetDel(c *client, args [][]byte) {
+	var old storage.Stash
+	var had, wrongType bool
+	if !c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+		had, old = ok, cur
+		if !ok {
+			return cur, storage.OpKeep
+		}
+		if cur.Kind != storage.KindString {
+			wrongType = true
+			return cur, storage.OpKeep
+		}
+		return cur, storage.OpDelete
+	}) {
+		return
+	}
+	switch {
+	case wrongType:
+		c.err(errWrongType)
+	case !had:
+		c.wr.Null()
+	default:
+		c.wr.BulkString(old.Value)
+	}
+}
+
+func cmdMGet(c *client, args [][]byte) {
+	c.wr.Array(len(args) - 1)
+	for _, k := range args[1:] {
+		st, ok := c.get(k)
+		if !ok || st.Kind != storage.KindString {
+			c.wr.Null()
+			continue
+		}
+		c.wr.BulkString(st.Value)
+	}
+}
+
+// cmdMSet sets each pair in turn. Unlike Redis, the pairs are not applied
+// atomically as a group: another client may observe some but not all.
+func cmdMSet(c *client, args [][]byte) {
+	if len(args)%2 != 1 {
+		c.arityErr("mset")
+		return
+	}
+	for i := 2; i < len(args); i += 2 {
+		if c.tooBig(len(args[i])) {
+			return
+		}
+	}
+	for i := 1; i < len(args); i += 2 {
+		v := string(args[i+1])
+		if !c.update(args[i], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+			return storage.Stash{Kind: storage.KindString, Value: v}, storage.OpPut
+		}) {
+			return
+		}
+	}
+	c.wr.OK()
+}
+
+func cmdDel(c *client, args [][]byte) {
+	var n int64
+	for _, k := range args[1:] {
+		if !c.update(k, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+			if !ok {
+				return cur, storage.OpKeep
+			}
+			n++
+			return cur, storage.OpDelete
+		}) {
+			return
+		}
+	}
+	c.wr.Int(n)
+}
+
+func cmdExists(c *client, args [][]byte) {
+	var n int64
+	for _, k := range args[1:] {
+		if _, ok := c.get(k); ok {
+			n++
+		}
+	}
+	c.wr.Int(n)
+}
+
+func cmdType(c *client, args [][]byte) {
+	st, ok := c.get(args[1])
+	switch {
+	case !ok:
+		c.wr.Simple("none")
+	case st.Kind == storage.KindHash:
+		c.wr.Simple("hash")
+	default:
+		c.wr.Simple("string")
+	}
+}
+
+func cmdExpire(c *client, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	n, ok := parseInt(args[2])
+	if !ok {
+		c.err(errNotInt)
+		return
+	}
+	var nx, xx, gt, lt bool
+	for _, a := range args[3:] {
+		switch strings.ToLower(string(a)) {
+		case "nx":
+			nx = true
+		case "xx":
+			xx = true
+		case "gt":
+			gt = true
+		case "lt":
+			lt = true
+		default:
+			c.err("ERR Unsupported option " + trunc(a, 64))
+			return
+		}
+	}
+	if nx && (xx || gt || lt) {
+		c.err("ERR NX and XX, GT or LT options at the same time are not compatible")
+		return
+	}
+	if gt && lt {
+		c.err("ERR GT and LT options at the same time are not compatible")
+		return
+	}
+	now := c.nowMs()
+	var at int64
+	overflow := false
+	switch name {
+	case "expire":
+		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 || (n > 0 && n*1000 > math.MaxInt64-now) {
+			overflow = true
+		} else {
+			at = now + n*1000
+		}
+	case "pexpire":
+		if n > 0 && n > math.MaxInt64-now {
+			overflow = true
+		} else {
+			at = now + n
+		}
+	case "expireat":
+		if n > math.MaxInt64/1000 || n < math.MinInt64/1000 {
+			overflow = true
+		} else {
+			at = n * 1000
+		}
+	default:
+		at = n
+	}
+	if overflow {
+		c.err("ERR invalid expire time in '" + name + "' command")
+		return
+	}
+	var changed bool
+	if !c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+		if !ok {
+			return cur, storage.OpKeep
+		}
+		curTTL := cur.ExpireAt
+		switch {
+		case nx && curTTL != 0, xx && curTTL == 0:
+			return cur, storage.OpKeep
+		case gt && (curTTL == 0 || at <= curTTL):
+			return cur, storage.OpKeep
+		case lt && curTTL != 0 && at >= curTTL:
+			return cur, storage.OpKeep
+		}
+		changed = true
+		if at <= now {
+			return cur, storage.OpDelete
+		}
+		cur.ExpireAt = at
+		cur.Version = storage.Version{}
+		return cur, storage.OpPut
+	}) {
+		return
+	}
+	c.wr.Int(b2i(changed))
+}
+
+func cmdTTL(c *client, args [][]byte) {
+	name := strings.ToLower(string(args[0]))
+	st, ok := c.get(args[1])
+	if !ok {
+		c.wr.Int(-2)
+		return
+	}
+	if st.ExpireAt == 0 {
+		c.wr.Int(-1)
+		return
+	}
+	left := st.ExpireAt - c.nowMs()
+	if left < 0 {
+		left = 0
+	}
+	switch name {
+	case "ttl":
+		c.wr.Int((left + 500) / 1000)
+	case "pttl":
+		c.wr.Int(left)
+	case "expiretime":
+		c.wr.Int(st.ExpireAt / 1000)
+	default:
+		c.wr.Int(st.ExpireAt)
+	}
+}
+
+func cmdPersist(c *client, args [][]byte) {
+	changed := false
+	if c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+		if !ok || cur.ExpireAt == 0 {
+			return cur, storage.OpKeep
+		}
+		changed = true
+		cur.ExpireAt = 0
+		cur.Version = storage.Version{}
+		return cur, storage.OpPut
+	}) {
+		c.wr.Int(b2i(changed))
+	}
+}
+
+func cmdScan(c *client, args [][]byte) {
+	cursor, err := strconv.ParseUint(string(args[1]), 10, 64)
+	if err != nil {
+		c.err("ERR invalid cursor")
+		return
+	}
+	count := 10
+	var match []byte
+	typ := ""
+	for i := 2; i < len(args); i += 2 {
+		if i+1 >= len(args) {
+			c.err(errSyntax)
+			return
+		}
+		switch strings.ToLower(string(args[i])) {
+		case "match":
+			match = args[i+1]
+		case "count":
+			n, ok := parseInt(args[i+1])
+			if !ok {
+				c.err(errNotInt)
+				return
+			}
+			if n < 1 {
+				c.err(errSyntax)
+				return
+			}
+			count = int(min(n, 1<<20))
+		case "type":
+			typ = strings.ToLower(string(args[i+1]))
+		default:
+			c.err(errSyntax)
+			return
+		}
+	}
+	if cursor >= ring.Slots {
+		cursor = 0
+		c.wr.Array(2)
+		c.wr.BulkString("0")
+		c.wr.Array(0)
+		return
+	}
+	var keys []string
+	next := c.srv.kv.Scan(cursor, count, func(k string) {
+		if match != nil && !globMatch(match, []byte(k)) {
+			return
+		}
+		keys = append(keys, k)
+	})
+	if typ != "" {
+		kept := keys[:0]
+		for _, k := range keys {
+			st, ok := c.srv.kv.Get(ring.Slot(k), k)
+			if !ok {
+				continue
+			}
+			t := "string"
+			if st.Kind == storage.KindHash {
+				t = "hash"
+			}
+			if t == typ {
+				kept = append(kept, k)
+			}
+		}
+		keys = kept
+	}
+	c.wr.Array(2)
+	c.wr.BulkString(strconv.FormatUint(next, 10))
+	c.wr.Array(len(keys))
+	for _, k := range keys {
+		c.wr.BulkString(k)
+	}
+}
+
+func cmdFlushAll(c *client, args [][]byte) {
+	for _, a := range args[1:] {
+		if !eq(a, "sync") && !eq(a, "async") {
+			c.err(errSyntax)
+			return
+		}
+	}
+	ctx, cancel := c.ctx()
+	defer cancel()
+	if err := c.srv.kv.FlushAll(ctx); err != nil {
+		c.storageErr(err)
+		return
+	}
+	c.srv.cfg.Logger.Info("FLUSHALL: every stash removed", "addr", c.addr)
+	c.wr.OK()
+}

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// command flags
+const (
+	flagWrite   = 1 << iota // changes data
+	flagNoAuth              // allowed before AUTH
+	flagFast                // O(1)
+	flagNoKeys              // takes no keys
+)
+
+type command struct {
+	name  string
+	arity int // as Redis: n exact, -n at least n (name included)
+	flags int
+	// first, last, step: key positions, as COMMAND INFO reports them.
+	first, last, step int
+	fn                func(c *client, args [][]byte)
+	m                 *cmdMetrics
+}
+
+// commands is built once per server (no package-level mutable state).
+func (s *RESP) table() map[string]*command {
+	cmds := []*command{
+		{name: "ping", arity: -1, flags: flagFast | flagNoKeys, fn: cmdPing},
+		{name: "echo", arity: 2, flags: flagFast | flagNoKeys, fn: cmdEcho},
+		{name: "hello", arity: -1, flags: flagNoAuth | flagFast | flagNoKeys, fn: cmdHello},
+		{name: "auth", arity: -2, flags: flagNoAuth | flagFast | flagNoKeys, fn: cmdAuth},
+		{name: "select", arity: 2, flags: flagFast | flagNoKeys, fn: cmdSelect},
+		{name: "quit", arity: -1, flags: flagNoAuth | flagFast | flagNoKeys, fn: cmdQuit},
+		{name: "client", arity: -2, flags: flagNoKeys, fn: cmdClient},
+		{name: "command", arity: -1, flags: flagNoKeys, fn: cmdCommand},
+		{name: "info", arity: -1, flags: flagNoKeys, fn: cmdInfo},
+		{name: "dbsize", arity: 1, flags: flagFast | flagNoKeys, fn: cmdDBSize},
+		{name: "time", arity: 1, flags: flagFast | flagNoKeys, fn: cmdTime},
+		{name: "get", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdGet},
+		{name: "set", arity: -3, flags: flagWrite, first: 1, last: 1, step: 1, fn: cmdSet},
+		{name: "setex", arity: 4, flags: flagWrite, first: 1, last: 1, step: 1, fn: cmdSetEx},
+		{name: "psetex", arity: 4, flags: flagWrite, first: 1, last: 1, step: 1, fn: cmdPSetEx},
+		{name: "setnx", arity: 3, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdSetNX},
+		{name: "getex", arity: -2, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdGetEx},
+		{name: "getdel", arity: 2, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdGetDel},
+		{name: "mget", arity: -2, flags: flagFast, first: 1, last: -1, step: 1, fn: cmdMGet},
+		{name: "mset", arity: -3, flags: flagWrite, first: 1, last: -1, step: 2, fn: cmdMSet},
+		{name: "del", arity: -2, flags: flagWrite, first: 1, last: -1, step: 1, fn: cmdDel},
+		{name: "unlink", arity: -2, flags: flagWrite | flagFast, first: 1, last: -1, step: 1, fn: cmdDel},
+		{name: "exists", arity: -2, flags: flagFast, first: 1, last: -1, step: 1, fn: cmdExists},
+		{name: "type", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdType},
+		{name: "expire", arity: -3, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdExpire},
+		{name: "pexpire", arity: -3, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdExpire},
+		{name: "expireat", arity: -3, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdExpire},
+		{name: "pexpireat", arity: -3, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdExpire},
+		{name: "ttl", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdTTL},
+		{name: "pttl", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdTTL},
+		{name: "expiretime", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdTTL},
+		{name: "pexpiretime", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdTTL},
+		{name: "persist", arity: 2, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdPersist},
+		{name: "hset", arity: -4, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdHSet},
+		{name: "hmset", arity: -4, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdHSet},
+		{name: "hsetnx", arity: 4, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdHSetNX},
+		{name: "hget", arity: 3, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdHGet},
+		{name: "hmget", arity: -3, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdHMGet},
+		{name: "hgetall", arity: 2, first: 1, last: 1, step: 1, fn: cmdHGetAll},
+		{name: "hkeys", arity: 2, first: 1, last: 1, step: 1, fn: cmdHGetAll},
+		{name: "hvals", arity: 2, first: 1, last: 1, step: 1, fn: cmdHGetAll},
+		{name: "hdel", arity: -3, flags: flagWrite | flagFast, first: 1, last: 1, step: 1, fn: cmdHDel},
+		{name: "hexists", arity: 3, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdHExists},
+		{name: "hlen", arity: 2, flags: flagFast, first: 1, last: 1, step: 1, fn: cmdHLen},
+		{name: "scan", arity: -2, flags: flagNoKeys, fn: cmdScan},
+		{name: "flushall", arity: -1, flags: flagWrite | flagNoKeys, fn: cmdFlushAll},
+		{name: "flushdb", arity: -1, flags: flagWrite | flagNoKeys, fn: cmdFlushAll},
+		{name: "stash.put", arity: -2, flags: flagWrite | flagNoKeys, fn: cmdStashPut},
+		{name: "stash.set", arity: -3, flags: flagWrite | flagNoKeys, fn: cmdStashSet},
+		{name: "stash.get", arity: 2, flags: flagFast | flagNoKeys, fn: cmdStashGet},
+		{name: "stash.touch", arity: 3, flags: flagWrite | flagFast | flagNoKeys, fn: cmdStashTouch},
+		{name: "stash.del", arity: 2, flags: flagWrite | flagFast | flagNoKeys, fn: cmdStashDel},
+	}
+	m := make(map[string]*command, len(cmds))
+	for _, c := range cmds {
+		if s.metrics != nil {
+			c.m = s.metrics.forCommand(c.name)
+		}
+		m[c.name] = c
+	}
+	return m
+}
+
+func (c *client) dispatch(args [][]byte) {
+	s := c.srv
+	s.stats.commands.Add(1)
+	name := args[0]
+	var cmd *command
+	if len(name) <= len(c.lower) {
+		low := c.lower[:len(name)]
+		for i, ch := range name {
+			if ch >= 'A' && ch <= 'Z' {
+				ch += 'a' - 'A'
+			}
+			low[i] = ch
+		}
+		cmd = s.cmds[string(low)]
+	}
+	if cmd == nil {
+		c.unknown(args)
+		s.count("(unknown)", false)
+		return
+	}
+	if !c.authed && cmd.flags&flagNoAuth == 0 {
+		c.wr.Error("NOAUTH Authentication required.")
+		s.count(cmd.name, false)
+		return
+	}
+	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
+		c.arityErr(cmd.name)
+		s.count(cmd.name, false)
+		return
+	}
+	c.lastCmd = cmd.name
+	if cmd.m == nil {
+		cmd.fn(c, args)
+		return
+	}
+	start := time.Now()
+	c.failed = false
+	cmd.fn(c, args)
+	cmd.m.observe(!c.failed, time.Since(start))
+}
+
+func (c *client) unknown(args [][]byte) {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.WriteString(trunc(args[0], 128))
+	b.WriteString("', with args beginning with: ")
+	for _, a := range args[1:] {
+		if b.Len() > 512 {
+			break
+		}
+		b.WriteString("'" + trunc(a, 128) + "' ")
+	}
+	c.wr.Error(b.String())
+}
+
+func trunc(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
+
+func (c *client) arityErr(name string) {
+	c.err("ERR wrong number of arguments for '" + name + "' command")
+}
+
+// err writes an error reply and marks the command failed for metrics.
+func (c *client) err(msg string) {
+	c.failed = true
+	c.wr.Error(msg)
+}
+
+func (c *client) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.srv.cfg.WriteTimeout)
+}

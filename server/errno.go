@@ -1,0 +1,7 @@
+package server
+
+import "syscall"
+
+var syscallEMFILE = syscall.EMFILE
+
+func pid() int { return syscall.Getpid() }

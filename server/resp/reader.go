@@ -1,0 +1,356 @@
+package resp
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Limits bound what one request may make the reader hold in memory.
+type Limits struct {
+	// MaxRequestBytes is the largest request (sum of its argument bytes)
+	// that is read into memory. A larger request is read off the socket and
+	// discarded, and ReadCommand returns a *TooLargeError; the connection
+	// stays usable. Default 8 MiB.
+	MaxRequestBytes int
+	// MaxArgs bounds the number of arguments of one request. Default 1M.
+	MaxArgs int
+	// MaxInlineBytes bounds an inline (telnet-style) request line.
+	// Default 64 KiB.
+	MaxInlineBytes int
+}
+
+const (
+	defaultMaxRequest = 8 << 20
+	defaultMaxArgs    = 1 << 20
+	defaultMaxInline  = 64 << 10
+	// maxBulk is the largest bulk length the protocol accepts at all, as
+	// Redis's proto-max-bulk-len; beyond it the stream is treated as
+	// garbage and the connection closed.
+	maxBulk = 512 << 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxRequestBytes <= 0 {
+		l.MaxRequestBytes = defaultMaxRequest
+	}
+	if l.MaxArgs <= 0 {
+		l.MaxArgs = defaultMaxArgs
+	}
+	if l.MaxInlineBytes <= 0 {
+		l.MaxInlineBytes = defaultMaxInline
+	}
+	return l
+}
+
+// ProtocolError means the byte stream is not RESP. The connection cannot be
+// resynchronised and must be closed after the error is sent.
+type ProtocolError struct{ Msg string }
+
+func (e *ProtocolError) Error() string { return "Protocol error: " + e.Msg }
+
+// TooLargeError means one request exceeded Limits.MaxRequestBytes. It was
+// consumed and dropped; the next request can be read normally.
+type TooLargeError struct{ Size, Limit int }
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("request of %d bytes exceeds max-request-bytes (%d)", e.Size, e.Limit)
+}
+
+// Reader reads client requests. Not safe for concurrent use.
+type Reader struct {
+	br   *bufio.Reader
+	lim  Limits
+	args [][]byte
+	slab []byte
+}
+
+// NewReader wraps r.
+func NewReader(r io.Reader, lim Limits) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 16<<10), lim: lim.withDefaults()}
+}
+
+// Buffered reports how many bytes are already read from the socket but not
+// yet parsed: zero means the next ReadCommand will block, so replies
+// should be flushed first.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
+// ReadCommand reads the next request. The returned slices point into the
+// reader's buffers and are valid only until the next call. An empty
+// request (a blank inline line, "*0") is skipped.
+func (r *Reader) ReadCommand() ([][]byte, error) {
+	for {
+		b, err := r.br.Peek(1)
+		if err != nil {
+			return nil, err
+		}
+		var args [][]byte
+		if b[0] == '*' {
+			args, err = r.readMulti()
+		} else {
+			args, err = r.readInline()
+		}
+		if err != nil || len(args) > 0 {
+			return args, err
+		}
+	}
+}
+
+// line reads one CRLF-terminated header line (without CRLF). Header lines
+// are short; a long one is garbage.
+func (r *Reader) line() ([]byte, error) {
+	ln, err := r.br.ReadSlice('\n')
+	if err != nil {
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return nil, &ProtocolError{"too big header line"}
+		}
+		return nil, err
+	}
+	if len(ln) < 2 || ln[len(ln)-2] != '\r' {
+		return nil, &ProtocolError{"expected CRLF"}
+	}
+	return ln[:len(ln)-2], nil
+}
+
+func (r *Reader) readMulti() ([][]byte, error) {
+	ln, err := r.line()
+	if err != nil {
+		return nil, err
+	}
+	n, ok := atoi(ln[1:])
+	if !ok || n > r.lim.MaxArgs {
+		return nil, &ProtocolError{"invalid multibulk length"}
+	}
+	if n <= 0 {
+		return nil, nil
+	}
+	r.args = r.args[:0]
+	size := 0
+	tooLarge := false
+	var lens []int
+	if cap(r.args) < n && n <= 1024 {
+		r.args = make([][]byte, 0, n)
+	}
+	r.slab = r.slab[:0]
+	lens = nil
+	for i := 0; i < n; i++ {
+		ln, err := r.line()
+		if err != nil {
+			return nil, err
+		}
+		if len(ln) == 0 || ln[0] != '$' {
+			c := "EOF"
+			if len(ln) > 0 {
+				c = string(ln[0])
+			}
+			return nil, &ProtocolError{"expected '$', got '" + c + "'"}
+		}
+		l, ok := atoi(ln[1:])
+		if !ok || l < 0 || l > maxBulk {
+			return nil, &ProtocolError{"invalid bulk length"}
+		}
+		size += l
+		if !tooLarge && size > r.lim.MaxRequestBytes {
+			tooLarge = true
+		}
+		if tooLarge {
+			if _, err := r.br.Discard(l); err != nil {
+				return nil, err
+			}
+		} else {
+			start := len(r.slab)
+			r.slab = grow(r.slab, l)
+			if _, err := io.ReadFull(r.br, r.slab[start:start+l]); err != nil {
+				return nil, err
+			}
+			lens = append(lens, l)
+		}
+		if err := r.crlf(); err != nil {
+			return nil, err
+		}
+	}
+	if tooLarge {
+		return nil, &TooLargeError{Size: size, Limit: r.lim.MaxRequestBytes}
+	}
+	// Slice the slab only now: it may have moved while growing.
+	off := 0
+	for _, l := range lens {
+		r.args = append(r.args, r.slab[off:off+l:off+l])
+		off += l
+	}
+	return r.args, nil
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n, 2*cap(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+func (r *Reader) crlf() error {
+	c1, err := r.br.ReadByte()
+	if err != nil {
+		return err
+	}
+	c2, err := r.br.ReadByte()
+	if err != nil {
+		return err
+	}
+	if c1 != '\r' || c2 != '\n' {
+		return &ProtocolError{"invalid bulk length"}
+	}
+	return nil
+}
+
+func (r *Reader) readInline() ([][]byte, error) {
+	r.slab = r.slab[:0]
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if len(r.slab)+len(chunk) > r.lim.MaxInlineBytes {
+			return nil, &ProtocolError{"too big inline request"}
+		}
+		r.slab = append(r.slab, chunk...)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return nil, err
+		}
+	}
+	ln := bytes.TrimRight(r.slab, "\r\n")
+	args, err := splitInline(ln)
+	if err != nil {
+		return nil, err
+	}
+	r.args = args
+	return args, nil
+}
+
+// splitInline splits an inline request the way Redis's sdssplitargs does:
+// whitespace separated, with "double" (escapes, \xHH) and 'single' quotes.
+func splitInline(ln []byte) ([][]byte, error) {
+	var args [][]byte
+	i := 0
+	for {
+		for i < len(ln) && isSpace(ln[i]) {
+			i++
+		}
+		if i >= len(ln) {
+			return args, nil
+		}
+		var cur []byte
+		switch ln[i] {
+		case '"':
+			i++
+			for {
+				if i >= len(ln) {
+					return nil, &ProtocolError{"unbalanced quotes in request"}
+				}
+				c := ln[i]
+				if c == '\\' && i+3 < len(ln) && ln[i+1] == 'x' && isHex(ln[i+2]) && isHex(ln[i+3]) {
+					v, _ := strconv.ParseUint(string(ln[i+2:i+4]), 16, 8)
+					cur = append(cur, byte(v))
+					i += 4
+					continue
+				}
+				if c == '\\' && i+1 < len(ln) {
+					i++
+					switch ln[i] {
+					case 'n':
+						c = '\n'
+					case 'r':
+						c = '\r'
+					case 't':
+						c = '\t'
+					case 'b':
+						c = '\b'
+					case 'a':
+						c = '\a'
+					default:
+						c = ln[i]
+					}
+					cur = append(cur, c)
+					i++
+					continue
+				}
+				if c == '"' {
+					i++
+					if i < len(ln) && !isSpace(ln[i]) {
+						return nil, &ProtocolError{"unbalanced quotes in request"}
+					}
+					break
+				}
+				cur = append(cur, c)
+				i++
+			}
+		case '\'':
+			i++
+			for {
+				if i >= len(ln) {
+					return nil, &ProtocolError{"unbalanced quotes in request"}
+				}
+				c := ln[i]
+				if c == '\\' && i+1 < len(ln) && ln[i+1] == '\'' {
+					cur = append(cur, '\'')
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					i++
+					if i < len(ln) && !isSpace(ln[i]) {
+						return nil, &ProtocolError{"unbalanced quotes in request"}
+					}
+					break
+				}
+				cur = append(cur, c)
+				i++
+			}
+		default:
+			for i < len(ln) && !isSpace(ln[i]) {
+				cur = append(cur, ln[i])
+				i++
+			}
+		}
+		if cur == nil {
+			cur = []byte{}
+		}
+		args = append(args, cur)
+	}
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f' }
+func isHex(c byte) bool {
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')
+}
+
+// atoi parses a decimal integer without allocating.
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	neg := false
+	if b[0] == '-' {
+		neg = true
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
