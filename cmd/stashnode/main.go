@@ -1,0 +1,231 @@
+// Command stashnode runs one Stash node. With no flags it is a working
+// single-node store on 127.0.0.1:6380 (admin on 8380) persisting to
+// ./stash-data. Every flag can also be set as STASH_<NAME> in the
+// environment (dashes become underscores: STASH_MAX_VALUE_BYTES); a flag
+// on the command line wins over the environment.
+//
+//	stashnode [flags]      run a node
+//	stashnode version      print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stashcluster/stash"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, "stashnode", stash.Version)
+			return 0
+		case "help", "-h", "--help", "-help":
+			fs, _ := flags(stderr)
+			fs.SetOutput(stdout)
+			usage(fs, stdout)
+			return 0
+		}
+	}
+	fs, o := flags(stderr)
+	fs.Usage = func() { usage(fs, stderr) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "stashnode: unknown command %q (commands: version)\n", fs.Arg(0))
+		return 2
+	}
+	if err := fromEnv(fs, os.LookupEnv); err != nil {
+		fmt.Fprintln(stderr, "stashnode:", err)
+		return 2
+	}
+	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "stashnode:", err)
+		return 2
+	}
+	cfg, err := o.config()
+	if err != nil {
+		fmt.Fprintln(stderr, "stashnode:", err)
+		return 2
+	}
+	cfg.Logger = log
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "stashnode: invalid configuration:")
+		for _, e := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintln(stderr, "  -", strings.TrimPrefix(e, "stash: invalid config: "))
+		}
+		return 2
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	node, err := stash.Open(ctx, cfg)
+	cancel()
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	s := <-sig
+	log.Info("signal received; shutting down gracefully (send it again to stop at once)", "signal", s.String())
+	done := make(chan error, 1)
+	go func() { done <- node.Shutdown(context.Background()) }()
+	select {
+	case err = <-done:
+	case s = <-sig:
+		log.Warn("second signal: closing now", "signal", s.String())
+		err = node.Close()
+	}
+	if err != nil {
+		log.Error("stopped with error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func usage(fs *flag.FlagSet, w io.Writer) {
+	fmt.Fprintf(w, `Usage: stashnode [flags]
+       stashnode version
+
+Runs a Stash node. Every flag may also be given as STASH_<NAME> in the
+environment (e.g. STASH_PORT=6390, STASH_MAX_VALUE_BYTES=2097152).
+
+Flags:
+`)
+	fs.PrintDefaults()
+}
+
+type options struct {
+	name, bind                               string
+	port, adminPort, gossipPort, clusterPort int
+	dataDir                                  string
+	memory                                   bool
+	fsync                                    string
+	password                                 string
+	protectedMode                            bool
+	secret, secretFile                       string
+	maxValueBytes, maxRequestBytes           int
+	maxClients                               int
+	stashTTL                                 time.Duration
+	shutdownTimeout                          time.Duration
+	join                                     string
+	replicas                                 int
+	zone                                     string
+	logFormat, logLevel                      string
+}
+
+func flags(stderr io.Writer) (*flag.FlagSet, *options) {
+	d := stash.DefaultConfig()
+	o := &options{}
+	fs := flag.NewFlagSet("stashnode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.name, "name", d.Name, "node name, unique in the cluster (default: host name)")
+	fs.StringVar(&o.bind, "bind", d.Bind, "IP address to listen on")
+	fs.IntVar(&o.port, "port", d.Port, "Redis-protocol client port (0: any free port)")
+	fs.IntVar(&o.adminPort, "admin-port", d.AdminPort, "HTTP admin port: /healthz /readyz /metrics /v1/node (-1: none)")
+	fs.IntVar(&o.gossipPort, "gossip-port", d.GossipPort, "gossip port (inert: clustering is not available yet)")
+	fs.IntVar(&o.clusterPort, "cluster-port", d.ClusterPort, "node-to-node port (inert: clustering is not available yet)")
+	fs.StringVar(&o.dataDir, "data-dir", d.DataDir, "directory for stash.db and tag-secret")
+	fs.BoolVar(&o.memory, "memory", false, "keep everything in memory only (nothing survives a restart)")
+	fs.StringVar(&o.fsync, "fsync", d.Fsync, "durability: always (fsync before the reply), batch (fsync within 10ms), never")
+	fs.StringVar(&o.password, "password", "", "require AUTH with this password; without it only loopback addresses are served")
+	fs.BoolVar(&o.protectedMode, "protected-mode", d.ProtectedMode, "refuse a non-loopback --bind without --password")
+	fs.StringVar(&o.secret, "secret", "", "cluster secret (>= 16 bytes) that signs tags; prefer --secret-file")
+	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the cluster secret (surrounding whitespace ignored)")
+	fs.IntVar(&o.maxValueBytes, "max-value-bytes", d.MaxValueBytes, "largest value accepted, in bytes")
+	fs.IntVar(&o.maxRequestBytes, "max-request-bytes", d.MaxRequestBytes, "largest client request, in bytes (must exceed --max-value-bytes)")
+	fs.IntVar(&o.maxClients, "max-clients", d.MaxClients, "most concurrent client connections")
+	fs.DurationVar(&o.stashTTL, "stash-ttl", d.DefaultStashTTL, "lifetime of a STASH.PUT without TTL (0: none)")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown waits for in-flight commands")
+	fs.StringVar(&o.join, "join", "", "comma-separated peers to join (clustering is not available yet: rejected)")
+	fs.IntVar(&o.replicas, "replicas", d.Replicas, "replicas per slot (inert on a single node)")
+	fs.StringVar(&o.zone, "zone", "", "failure zone of this node (inert on a single node)")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return fs, o
+}
+
+// fromEnv sets every flag not given on the command line from
+// STASH_<NAME>, if present.
+func fromEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "STASH_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", env, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (o *options) config() (stash.Config, error) {
+	c := stash.DefaultConfig()
+	c.Name, c.Bind = o.name, o.bind
+	c.Port, c.AdminPort, c.GossipPort, c.ClusterPort = o.port, o.adminPort, o.gossipPort, o.clusterPort
+	c.DataDir, c.Memory, c.Fsync = o.dataDir, o.memory, o.fsync
+	c.Password, c.ProtectedMode = o.password, o.protectedMode
+	c.MaxValueBytes, c.MaxRequestBytes, c.MaxClients = o.maxValueBytes, o.maxRequestBytes, o.maxClients
+	c.DefaultStashTTL, c.ShutdownTimeout = o.stashTTL, o.shutdownTimeout
+	c.Replicas, c.Zone = o.replicas, o.zone
+	for _, j := range strings.Split(o.join, ",") {
+		if j = strings.TrimSpace(j); j != "" {
+			c.Join = append(c.Join, j)
+		}
+	}
+	switch {
+	case o.secret != "" && o.secretFile != "":
+		return c, errors.New("give --secret or --secret-file, not both")
+	case o.secret != "":
+		c.Secret = []byte(o.secret)
+	case o.secretFile != "":
+		b, err := os.ReadFile(o.secretFile)
+		if err != nil {
+			return c, fmt.Errorf("--secret-file: %w", err)
+		}
+		c.Secret = []byte(strings.TrimSpace(string(b)))
+		if len(c.Secret) == 0 {
+			return c, fmt.Errorf("--secret-file: %s is empty", o.secretFile)
+		}
+	}
+	return c, nil
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+	}
+}

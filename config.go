@@ -1,0 +1,183 @@
+package stash
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+)
+
+// Fsync policies for Config.Fsync.
+const (
+	FsyncAlways = "always" // acknowledge a write after it is fsynced
+	FsyncBatch  = "batch"  // acknowledge at once, fsync within 10 ms (default)
+	FsyncNever  = "never"  // leave flushing to the operating system
+)
+
+// Config configures a Node. Start from DefaultConfig; Open copies it and
+// never changes the caller's value.
+type Config struct {
+	// Name identifies the node in its cluster and in tags' node hints.
+	// Default: the host name.
+	Name string
+	// Bind is the address the client, admin and cluster ports listen on.
+	// Default "127.0.0.1".
+	Bind string
+	// Port is the Redis-protocol client port. Default 6380; 0 picks a free
+	// port (see Node.Addr); -1 opens no client port (embedded use only).
+	Port int
+	// AdminPort is the HTTP admin port. Default 8380; 0 picks a free
+	// port; -1 opens none.
+	AdminPort int
+	// GossipPort and ClusterPort are reserved for clustering (default 7946
+	// and 7380). Clustering is not available yet: they open nothing.
+	GossipPort, ClusterPort int
+	// Join lists peers to form a cluster with. Clustering is not available
+	// yet, so a non-empty Join fails validation rather than pretending.
+	Join []string
+	// Replicas is the replica count per slot for clustering. Default 3.
+	// Inert on a single node.
+	Replicas int
+	// Zone is this node's failure zone, for replica placement. Inert on a
+	// single node.
+	Zone string
+
+	// DataDir holds the node's data (stash.db, tag-secret). Default
+	// "./stash-data". Ignored when Memory is set.
+	DataDir string
+	// Memory keeps everything in memory only: nothing survives a restart.
+	Memory bool
+	// Fsync is the durability policy: "always", "batch" (default) or
+	// "never".
+	Fsync string
+
+	// Password, when set, is required from clients (AUTH). Without one the
+	// node only listens on loopback addresses unless ProtectedMode is
+	// false.
+	Password string
+	// ProtectedMode refuses a non-loopback Bind without a Password.
+	// Default true.
+	ProtectedMode bool
+	// Secret keys the tag MAC (and, with clustering, node-to-node
+	// authentication). At least 16 bytes. Default: a random secret kept in
+	// DataDir/tag-secret (created on first start), or a per-process random
+	// one with Memory, in which case tags do not survive a restart.
+	Secret []byte
+
+	// MaxValueBytes bounds one value. Default 1 MiB.
+	MaxValueBytes int
+	// MaxRequestBytes bounds one client request. Default 8 MiB; it must
+	// exceed MaxValueBytes.
+	MaxRequestBytes int
+	// MaxClients bounds concurrent client connections. Default 10000.
+	MaxClients int
+	// DefaultStashTTL is the lifetime of a stash created without a TTL
+	// (STASH.PUT, Node.Put with ttl 0). Default 24h; 0 = no expiry.
+	DefaultStashTTL time.Duration
+	// ShutdownTimeout bounds Shutdown's wait for in-flight requests.
+	// Default 30s.
+	ShutdownTimeout time.Duration
+
+	// Logger receives the node's decisions. Nil discards.
+	Logger *slog.Logger
+	// Now is the node's clock, used for expiry. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the configuration of a single node on loopback
+// with the documented defaults.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "stash"
+	}
+	return Config{
+		Name:            host,
+		Bind:            "127.0.0.1",
+		Port:            6380,
+		AdminPort:       8380,
+		GossipPort:      7946,
+		ClusterPort:     7380,
+		Replicas:        3,
+		DataDir:         "./stash-data",
+		Fsync:           FsyncBatch,
+		ProtectedMode:   true,
+		MaxValueBytes:   1 << 20,
+		MaxRequestBytes: 8 << 20,
+		MaxClients:      10000,
+		DefaultStashTTL: 24 * time.Hour,
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+// Validate reports every problem with c at once, each naming its field.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...)))
+	}
+	if c.Name == "" {
+		bad("Name", "must not be empty")
+	}
+	ip := net.ParseIP(c.Bind)
+	if c.Bind == "" || (ip == nil && c.Bind != "localhost") {
+		bad("Bind", "%q is not an IP address", c.Bind)
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"Port", c.Port}, {"AdminPort", c.AdminPort}, {"GossipPort", c.GossipPort}, {"ClusterPort", c.ClusterPort}} {
+		if p.v < -1 || p.v > 65535 {
+			bad(p.name, "%d is not a port (0-65535, or -1 for none)", p.v)
+		}
+	}
+	if c.Port > 0 && c.Port == c.AdminPort {
+		bad("AdminPort", "must differ from Port (%d)", c.Port)
+	}
+	if len(c.Join) > 0 {
+		bad("Join", "clustering is not available in this version of stashnode yet; run without --join for a single node")
+	}
+	if c.Replicas < 1 {
+		bad("Replicas", "must be at least 1, got %d", c.Replicas)
+	}
+	if !c.Memory && c.DataDir == "" {
+		bad("DataDir", "must be set unless Memory is")
+	}
+	switch c.Fsync {
+	case FsyncAlways, FsyncBatch, FsyncNever:
+	default:
+		bad("Fsync", "%q is not one of always, batch, never", c.Fsync)
+	}
+	if c.Password == "" && c.ProtectedMode && !isLoopback(c.Bind) && (c.Port >= 0) {
+		bad("Bind", "refusing to serve clients on non-loopback address %s without a password (protected mode): set a password or turn protected mode off", c.Bind)
+	}
+	if c.Secret != nil && len(c.Secret) < 16 {
+		bad("Secret", "must be at least 16 bytes, got %d", len(c.Secret))
+	}
+	if c.MaxValueBytes < 1 {
+		bad("MaxValueBytes", "must be positive, got %d", c.MaxValueBytes)
+	}
+	if c.MaxRequestBytes <= c.MaxValueBytes {
+		bad("MaxRequestBytes", "must exceed MaxValueBytes (%d), got %d", c.MaxValueBytes, c.MaxRequestBytes)
+	}
+	if c.MaxClients < 1 {
+		bad("MaxClients", "must be positive, got %d", c.MaxClients)
+	}
+	if c.DefaultStashTTL < 0 {
+		bad("DefaultStashTTL", "must not be negative")
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("ShutdownTimeout", "must be positive")
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(bind string) bool {
+	if bind == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(bind)
+	return ip != nil && ip.IsLoopback()
+}

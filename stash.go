@@ -1,0 +1,379 @@
+package stash
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stashcluster/stash/internal/stashops"
+	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/server"
+	"github.com/stashcluster/stash/storage"
+	"github.com/stashcluster/stash/tag"
+)
+
+// Version is the Stash release this code is.
+const Version = "0.1.0-dev"
+
+// Store is the small interface an embedded Node and (later) a remote
+// client share: put, set, get, touch and delete stashes by tag.
+type Store interface {
+	Put(ctx context.Context, value []byte, ttl time.Duration) (string, error)
+	Set(ctx context.Context, tag string, value []byte, ttl time.Duration) error
+	Get(ctx context.Context, tag string) ([]byte, error)
+	Touch(ctx context.Context, tag string, ttl time.Duration) error
+	Delete(ctx context.Context, tag string) error
+}
+
+var _ Store = (*Node)(nil)
+
+// Node is one Stash node: storage, the Redis-protocol and admin front
+// ends, and the Go API. Open starts it; Shutdown or Close stops it. All
+// methods are safe for concurrent use.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *storage.Store
+	ops   *stashops.Ops
+	resp  *server.RESP
+	admin *server.Admin
+	start time.Time
+
+	respLn, adminLn net.Listener
+	wg              sync.WaitGroup // serve goroutines
+
+	state    atomic.Int32 // stateServing, stateStopping, stateClosed
+	stopOnce sync.Once
+	stopErr  error
+}
+
+const (
+	stateServing int32 = iota
+	stateStopping
+	stateClosed
+)
+
+// Open validates cfg, opens (and reloads) the store, and starts listening.
+// ctx bounds the start-up only.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.Join = append([]string(nil), cfg.Join...)
+	cfg.Secret = append([]byte(nil), cfg.Secret...)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	n := &Node{cfg: cfg, log: log, start: time.Now()}
+
+	secret, err := n.loadSecret()
+	if err != nil {
+		return nil, err
+	}
+	codec, err := tag.NewCodec(secret)
+	if err != nil {
+		return nil, fmt.Errorf("stash: %w", err)
+	}
+
+	metrics := server.NewMetrics(func() (int64, int64, int64) {
+		if n.store == nil {
+			return 0, 0, 0
+		}
+		st := n.store.Stats()
+		return st.Stashes, st.Bytes, st.Expired
+	})
+	scfg := storage.Config{
+		Fsync:        map[string]storage.Fsync{FsyncAlways: storage.FsyncAlways, FsyncBatch: storage.FsyncBatch, FsyncNever: storage.FsyncNever}[cfg.Fsync],
+		Now:          cfg.Now,
+		Logger:       log.With("part", "storage"),
+		ObserveFsync: metrics.ObserveCommit,
+	}
+	if !cfg.Memory {
+		scfg.Dir = cfg.DataDir
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	store, err := storage.Open(scfg)
+	if err != nil {
+		return nil, fmt.Errorf("stash: opening storage in %s: %w", cfg.DataDir, err)
+	}
+	n.store = store
+	st := store.Stats()
+	log.Info("storage open", "dir", scfg.Dir, "fsync", cfg.Fsync, "stashes", st.Loaded, "load_time", st.LoadedIn.Round(time.Millisecond))
+
+	n.ops = &stashops.Ops{
+		Store:      store,
+		Codec:      codec,
+		Hint:       tag.HintFor(cfg.Name),
+		Slot:       ring.Slot,
+		Now:        cfg.Now,
+		MaxValue:   cfg.MaxValueBytes,
+		DefaultTTL: cfg.DefaultStashTTL,
+	}
+	n.resp = server.NewRESP(server.Config{
+		Password:        cfg.Password,
+		MaxClients:      cfg.MaxClients,
+		MaxValueBytes:   cfg.MaxValueBytes,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		DefaultStashTTL: cfg.DefaultStashTTL,
+		NodeName:        cfg.Name,
+		Version:         Version,
+		Now:             cfg.Now,
+		Logger:          log.With("part", "resp"),
+	}, store, n.ops, metrics)
+	n.admin = server.NewAdmin(server.AdminConfig{
+		Ready:   n.ready,
+		Node:    n.nodeInfo,
+		Metrics: metrics,
+		Logger:  log.With("part", "admin"),
+	})
+
+	if cfg.Port >= 0 {
+		if n.respLn, err = listen(ctx, cfg.Bind, cfg.Port); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("stash: client port: %w", err)
+		}
+	}
+	if cfg.AdminPort >= 0 {
+		if n.adminLn, err = listen(ctx, cfg.Bind, cfg.AdminPort); err != nil {
+			if n.respLn != nil {
+				n.respLn.Close()
+			}
+			store.Close()
+			return nil, fmt.Errorf("stash: admin port: %w", err)
+		}
+	}
+	if n.respLn != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.resp.Serve(n.respLn); err != nil && !errors.Is(err, server.ErrServerClosed) {
+				log.Error("client port stopped", "err", err)
+			}
+		}()
+	}
+	if n.adminLn != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.admin.Serve(n.adminLn); err != nil {
+				log.Error("admin port stopped", "err", err)
+			}
+		}()
+	}
+	if cfg.Zone != "" || cfg.Replicas != 3 {
+		log.Warn("zone and replicas are inert: this version runs a single node", "zone", cfg.Zone, "replicas", cfg.Replicas)
+	}
+	log.Info("stash node serving", "name", cfg.Name, "resp", n.Addr(), "admin", n.AdminAddr(), "version", Version)
+	return n, nil
+}
+
+func listen(ctx context.Context, host string, port int) (net.Listener, error) {
+	var lc net.ListenConfig
+	return lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+}
+
+// loadSecret returns the configured secret, or the one kept in the data
+// directory (made on first start), or a per-process one for Memory.
+func (n *Node) loadSecret() ([]byte, error) {
+	if len(n.cfg.Secret) > 0 {
+		return n.cfg.Secret, nil
+	}
+	fresh := func() ([]byte, error) {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	if n.cfg.Memory {
+		n.log.Warn("no secret configured and memory-only: tags minted now will not verify after a restart")
+		return fresh()
+	}
+	if err := os.MkdirAll(n.cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("stash: data dir: %w", err)
+	}
+	p := filepath.Join(n.cfg.DataDir, "tag-secret")
+	b, err := os.ReadFile(p)
+	if err == nil {
+		if len(b) < 16 {
+			return nil, fmt.Errorf("stash: %s holds %d bytes; a secret needs at least 16", p, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("stash: reading secret: %w", err)
+	}
+	b, err = fresh()
+	if err != nil {
+		return nil, err
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return nil, fmt.Errorf("stash: writing secret: %w", err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return nil, fmt.Errorf("stash: writing secret: %w", err)
+	}
+	n.log.Info("generated a tag secret; give every node of a cluster the same one with --secret-file", "path", p)
+	return b, nil
+}
+
+// Addr is the client port's address ("" when there is none).
+func (n *Node) Addr() string {
+	if n.respLn == nil {
+		return ""
+	}
+	return n.respLn.Addr().String()
+}
+
+// AdminAddr is the admin port's address ("" when there is none).
+func (n *Node) AdminAddr() string {
+	if n.adminLn == nil {
+		return ""
+	}
+	return n.adminLn.Addr().String()
+}
+
+func (n *Node) ready() (bool, string) {
+	switch n.state.Load() {
+	case stateServing:
+		return true, ""
+	case stateStopping:
+		return false, "shutting down"
+	default:
+		return false, "closed"
+	}
+}
+
+func (n *Node) nodeInfo() any {
+	st := n.store.Stats()
+	state := map[int32]string{stateServing: "serving", stateStopping: "stopping", stateClosed: "closed"}[n.state.Load()]
+	return map[string]any{
+		"name":           n.cfg.Name,
+		"version":        Version,
+		"state":          state,
+		"resp_addr":      n.Addr(),
+		"admin_addr":     n.AdminAddr(),
+		"data_dir":       map[bool]string{true: "", false: n.cfg.DataDir}[n.cfg.Memory],
+		"memory_only":    n.cfg.Memory,
+		"fsync":          n.cfg.Fsync,
+		"uptime_seconds": int64(time.Since(n.start).Seconds()),
+		"clients":        n.resp.Clients(),
+		"stashes":        st.Stashes,
+		"bytes":          st.Bytes,
+		"expired":        st.Expired,
+		"loaded":         st.Loaded,
+		"load_seconds":   st.LoadedIn.Seconds(),
+		"commits":        st.Commits,
+		"cluster":        map[string]any{"enabled": false, "mode": "single node"},
+	}
+}
+
+func (n *Node) live() error {
+	if n.state.Load() == stateClosed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Put stores value as a new stash and returns its tag. ttl 0 means
+// Config.DefaultStashTTL.
+func (n *Node) Put(ctx context.Context, value []byte, ttl time.Duration) (string, error) {
+	if err := n.live(); err != nil {
+		return "", err
+	}
+	return n.ops.Put(ctx, value, ttl)
+}
+
+// Set replaces the value of the stash named by tag (creating it again if it
+// expired). ttl 0 keeps its current expiry.
+func (n *Node) Set(ctx context.Context, tag string, value []byte, ttl time.Duration) error {
+	if err := n.live(); err != nil {
+		return err
+	}
+	return n.ops.Set(ctx, tag, value, ttl)
+}
+
+// Get returns the stash's value, or ErrNotFound.
+func (n *Node) Get(ctx context.Context, tag string) ([]byte, error) {
+	if err := n.live(); err != nil {
+		return nil, err
+	}
+	return n.ops.Get(ctx, tag)
+}
+
+// Touch sets the stash's expiry to ttl from now (0: never expires).
+func (n *Node) Touch(ctx context.Context, tag string, ttl time.Duration) error {
+	if err := n.live(); err != nil {
+		return err
+	}
+	return n.ops.Touch(ctx, tag, ttl)
+}
+
+// Delete removes the stash; ErrNotFound if there was none.
+func (n *Node) Delete(ctx context.Context, tag string) error {
+	if err := n.live(); err != nil {
+		return err
+	}
+	return n.ops.Delete(ctx, tag)
+}
+
+// Shutdown stops the node gracefully: readiness turns red, the client
+// port stops accepting, in-flight commands finish and are answered, every
+// acknowledged write is flushed to disk, then everything closes. It is
+// bounded by ctx and Config.ShutdownTimeout; afterwards every method
+// returns ErrClosed. Safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) error {
+	return n.stop(ctx, true)
+}
+
+// Close stops the node at once: connections are cut, pending writes are
+// flushed, the store is closed. Idempotent.
+func (n *Node) Close() error {
+	return n.stop(context.Background(), false)
+}
+
+func (n *Node) stop(ctx context.Context, graceful bool) error {
+	n.stopOnce.Do(func() {
+		n.state.Store(stateStopping)
+		var errs []error
+		if graceful {
+			n.log.Info("shutting down: finishing in-flight commands")
+			ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+			if err := n.resp.Shutdown(ctx); err != nil {
+				n.log.Warn("shutdown timed out; closing remaining connections", "err", err)
+			}
+			cancel()
+		} else {
+			n.resp.Close()
+		}
+		n.state.Store(stateClosed)
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("stash: closing storage: %w", err))
+		}
+		actx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := n.admin.Shutdown(actx); err != nil {
+			n.admin.Close()
+		}
+		cancel()
+		n.wg.Wait()
+		n.stopErr = errors.Join(errs...)
+		n.log.Info("node stopped", "name", n.cfg.Name)
+	})
+	return n.stopErr
+}
