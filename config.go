@@ -80,6 +80,10 @@ type Config struct {
 	// Default 30s.
 	ShutdownTimeout time.Duration
 
+	// Pprof serves Go's profiler on the admin port under /debug/pprof/.
+	// Default off.
+	Pprof bool
+
 	// Logger receives the node's decisions. Nil discards.
 	Logger *slog.Logger
 	// Now is the node's clock, used for expiry. Default time.Now.

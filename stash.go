@@ -139,6 +139,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Ready:   n.ready,
 		Node:    n.nodeInfo,
 		Metrics: metrics,
+		Pprof:   cfg.Pprof,
 		Logger:  log.With("part", "admin"),
 	})
 

@@ -327,8 +327,8 @@ func (c *client) commandInfo(cmd *command) {
 	w.Int(int64(cmd.first))
 	w.Int(int64(cmd.last))
 	w.Int(int64(cmd.step))
-	w.Set(0) // ACL categories
-	w.Set(0) // tips
+	w.Set(0)   // ACL categories
+	w.Set(0)   // tips
 	w.Array(0) // key specs
 	w.Array(0) // subcommands
 }

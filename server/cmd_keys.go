@@ -5,6 +5,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/stashcluster/stash/internal/stashops"
 	"github.com/stashcluster/stash/ring"
@@ -56,9 +57,13 @@ func (c *client) storageErr(err error) {
 	}
 }
 
+// get looks key up. The key is passed to the store without a copy: a read
+// does not keep it, and the request buffer is not touched during the call.
 func (c *client) get(key []byte) (storage.Stash, bool) {
-	k := string(key)
-	return c.srv.kv.Get(ring.Slot(k), k)
+	if len(key) == 0 {
+		return c.srv.kv.Get(ring.Slot(""), "")
+	}
+	return c.srv.kv.Get(ring.SlotBytes(key), unsafe.String(&key[0], len(key)))
 }
 
 func cmdGet(c *client, args [][]byte) {

@@ -8,10 +8,10 @@ import (
 
 // command flags
 const (
-	flagWrite   = 1 << iota // changes data
-	flagNoAuth              // allowed before AUTH
-	flagFast                // O(1)
-	flagNoKeys              // takes no keys
+	flagWrite  = 1 << iota // changes data
+	flagNoAuth             // allowed before AUTH
+	flagFast               // O(1)
+	flagNoKeys             // takes no keys
 )
 
 type command struct {
@@ -162,6 +162,11 @@ func (c *client) err(msg string) {
 	c.wr.Error(msg)
 }
 
+// ctx is the context for one command's storage calls: the connection's
+// own, cancelled when the connection goes away. (A per-command timeout
+// would cost a timer per write; a write waits only for a group commit.)
 func (c *client) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), c.srv.cfg.WriteTimeout)
+	return c.base, noCancel
 }
+
+func noCancel() {}

@@ -21,7 +21,8 @@ import (
 // satisfies it; the cluster layer wraps it to route and replicate.
 // Every method is called from connection goroutines, concurrently.
 type KV interface {
-	// Get returns the live stash under key. It must not block on I/O.
+	// Get returns the live stash under key. It must not block on I/O and
+	// must not retain key (it may point into a request buffer).
 	Get(slot uint16, key string) (storage.Stash, bool)
 	// Update runs fn under the key's lock (fn must not block) and returns
 	// once the change is as durable as the node's policy demands.
@@ -45,8 +46,6 @@ type Config struct {
 	MaxValueBytes int
 	// MaxRequestBytes bounds one request. Default 8 MiB.
 	MaxRequestBytes int
-	// WriteTimeout bounds one command's wait for durability. Default 10 s.
-	WriteTimeout time.Duration
 	// DefaultStashTTL applies to STASH.PUT without TTL. 0 = none.
 	DefaultStashTTL time.Duration
 	// NodeName and Version appear in HELLO and INFO.
@@ -66,9 +65,6 @@ func (c *Config) defaults() {
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 8 << 20
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -180,14 +176,14 @@ func (s *RESP) accept(nc net.Conn) {
 		tc.SetKeepAlivePeriod(time.Minute)
 	}
 	c := &client{
-		id:    s.nextID.Add(1),
-		srv:   s,
-		nc:    nc,
-		rd:    resp.NewReader(nc, resp.Limits{MaxRequestBytes: s.cfg.MaxRequestBytes}),
-		wr:    resp.NewWriter(nc),
+		id:     s.nextID.Add(1),
+		srv:    s,
+		nc:     nc,
+		rd:     resp.NewReader(nc, resp.Limits{MaxRequestBytes: s.cfg.MaxRequestBytes}),
+		wr:     resp.NewWriter(nc),
 		authed: s.cfg.Password == "",
-		since: time.Now(),
-		addr:  nc.RemoteAddr().String(),
+		since:  time.Now(),
+		addr:   nc.RemoteAddr().String(),
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -278,9 +274,13 @@ type client struct {
 	failed   bool
 	stopping atomic.Bool
 	lower    [32]byte
+	base     context.Context // cancelled when serve returns
+	cancel   context.CancelFunc
 }
 
 func (c *client) serve() {
+	c.base, c.cancel = context.WithCancel(context.Background())
+	defer c.cancel()
 	defer c.srv.drop(c)
 	defer c.nc.Close()
 	for !c.quit {

@@ -19,7 +19,7 @@ import (
 // fakeClock is a settable clock shared by the server and the store.
 type fakeClock struct{ ms atomic.Int64 }
 
-func (c *fakeClock) now() time.Time      { return time.UnixMilli(c.ms.Load()) }
+func (c *fakeClock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
 func (c *fakeClock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
 
 type testServer struct {

@@ -129,6 +129,7 @@ type options struct {
 	replicas                                 int
 	zone                                     string
 	logFormat, logLevel                      string
+	pprof                                    bool
 }
 
 func flags(stderr io.Writer) (*flag.FlagSet, *options) {
@@ -157,6 +158,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.join, "join", "", "comma-separated peers to join (clustering is not available yet: rejected)")
 	fs.IntVar(&o.replicas, "replicas", d.Replicas, "replicas per slot (inert on a single node)")
 	fs.StringVar(&o.zone, "zone", "", "failure zone of this node (inert on a single node)")
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler on the admin port under /debug/pprof/")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return fs, o
@@ -191,6 +193,7 @@ func (o *options) config() (stash.Config, error) {
 	c.MaxValueBytes, c.MaxRequestBytes, c.MaxClients = o.maxValueBytes, o.maxRequestBytes, o.maxClients
 	c.DefaultStashTTL, c.ShutdownTimeout = o.stashTTL, o.shutdownTimeout
 	c.Replicas, c.Zone = o.replicas, o.zone
+	c.Pprof = o.pprof
 	for _, j := range strings.Split(o.join, ",") {
 		if j = strings.TrimSpace(j); j != "" {
 			c.Join = append(c.Join, j)
