@@ -92,10 +92,9 @@ func (s *Store) openDisk() (err error) {
 	s.db = db
 	s.bt = newBatcher(db, cfg, hw)
 	// Expired records are deleted through the batcher, in the background.
+	// enqueue fails only after close, which cannot have happened yet.
 	for _, k := range res.expired {
-		if _, err := s.bt.enqueue(k, wval{del: true}, false); err != nil {
-			return err
-		}
+		_, _ = s.bt.enqueue(k, wval{del: true}, false)
 	}
 	s.loaded = res.loaded
 	s.corrupt = int64(len(res.corrupt))

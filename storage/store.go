@@ -145,7 +145,8 @@ func (s *Store) check(slot uint16) error {
 
 // Get returns the stash stored under key in slot. An expired stash
 // (ExpireAt != 0 && ExpireAt <= now) is reported missing even before the
-// reaper removes it.
+// reaper removes it. Get does not retain key (it may alias a buffer that is
+// reused after the call); the returned Stash.Key is the store's own string.
 func (s *Store) Get(slot uint16, key string) (Stash, bool) {
 	if s.check(slot) != nil {
 		return Stash{}, false
@@ -185,8 +186,8 @@ func (s *Store) SetEpoch(e uint32) { s.epoch.Store(e) }
 //   - OpKeep changes nothing.
 //
 // fn must not block and must not call the Store (the slot lock is held).
-// The store keeps next.Value as given: pass a string that does not pin a
-// larger buffer.
+// The store keeps key (when it inserts) and next.Value as given: they must
+// be real, immutable strings, and should not pin a larger buffer.
 //
 // Update returns once the change is in memory and enqueued for the
 // batcher. Under FsyncAlways it then waits, holding no lock, for the group

@@ -91,10 +91,9 @@ type Config struct {
 	// ReapInterval is how often the reaper looks for expired stashes.
 	// Default 100ms.
 	ReapInterval time.Duration
-	// MmapSize is the initial size, in bytes, of bbolt's memory map. Read
-	// transactions and the file growing past the map force a remap, which
-	// stalls commits; a generous map costs only address space.
-	// Default 1 GiB.
+	// MmapSize is the initial size, in bytes, of bbolt's memory map. When
+	// the file outgrows the map bbolt remaps it, stalling commits; a
+	// generous map costs only address space. Default 1 GiB.
 	MmapSize int
 	// LockTimeout bounds how long Open waits for another process to release
 	// the file lock on stash.db. Default 10s.
