@@ -122,11 +122,45 @@ func (c *client) parseExpire(opt string, v []byte, cmd string) (int64, bool) {
 	}
 }
 
+// expireOpts parses the options of SET (from args[3]) or GETEX (from
+// args[2]): one of EX/PX/EXAT/PXAT, or KEEPTTL (SET) / PERSIST (GETEX);
+// any other word goes to other, which reports whether it knew it.
+func (c *client) expireOpts(args [][]byte, from int, cmd string, other func(opt string) bool) (expireOpt, bool) {
+	var ex expireOpt
+	fail := func() (expireOpt, bool) {
+		c.err(errSyntax)
+		return ex, false
+	}
+	for i := from; i < len(args); i++ {
+		o := strings.ToLower(string(args[i]))
+		switch {
+		case o == "keepttl" && cmd == "set", o == "persist" && cmd == "getex":
+			if ex.set || ex.keepTTL || ex.persist {
+				return fail()
+			}
+			ex.keepTTL, ex.persist = cmd == "set", cmd == "getex"
+		case o == "ex" || o == "px" || o == "exat" || o == "pxat":
+			if ex.set || ex.keepTTL || ex.persist || i+1 >= len(args) {
+				return fail()
+			}
+			at, ok := c.parseExpire(o, args[i+1], cmd)
+			if !ok {
+				return ex, false
+			}
+			ex.set, ex.at = true, at
+			i++
+		default:
+			if other == nil || !other(o) {
+				return fail()
+			}
+		}
+	}
+	return ex, true
+}
+
 func cmdSet(c *client, args [][]byte) {
 	var nx, xx, get bool
-	var ex expireOpt
-	for i := 3; i < len(args); i++ {
-		o := strings.ToLower(string(args[i]))
+	ex, ok := c.expireOpts(args, 3, "set", func(o string) bool {
 		switch o {
 		case "nx":
 			nx = true
@@ -134,27 +168,13 @@ func cmdSet(c *client, args [][]byte) {
 			xx = true
 		case "get":
 			get = true
-		case "keepttl":
-			if ex.set {
-				c.err(errSyntax)
-				return
-			}
-			ex.keepTTL = true
-		case "ex", "px", "exat", "pxat":
-			if ex.set || ex.keepTTL || i+1 >= len(args) {
-				c.err(errSyntax)
-				return
-			}
-			at, ok := c.parseExpire(o, args[i+1], "set")
-			if !ok {
-				return
-			}
-			ex.set, ex.at = true, at
-			i++
 		default:
-			c.err(errSyntax)
-			return
+			return false
 		}
+		return true
+	})
+	if !ok {
+		return
 	}
 	if nx && xx {
 		c.err(errSyntax)
@@ -245,31 +265,9 @@ func cmdSetNX(c *client, args [][]byte) {
 }
 
 func cmdGetEx(c *client, args [][]byte) {
-	var ex expireOpt
-	for i := 2; i < len(args); i++ {
-		o := strings.ToLower(string(args[i]))
-		switch o {
-		case "persist":
-			if ex.set || ex.persist {
-				c.err(errSyntax)
-				return
-			}
-			ex.persist = true
-		case "ex", "px", "exat", "pxat":
-			if ex.set || ex.persist || i+1 >= len(args) {
-				c.err(errSyntax)
-				return
-			}
-			at, ok := c.parseExpire(o, args[i+1], "getex")
-			if !ok {
-				return
-			}
-			ex.set, ex.at = true, at
-			i++
-		default:
-			c.err(errSyntax)
-			return
-		}
+	ex, ok := c.expireOpts(args, 2, "getex", nil)
+	if !ok {
+		return
 	}
 	if !ex.set && !ex.persist {
 		cmdGet(c, args[:2])

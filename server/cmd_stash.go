@@ -102,7 +102,11 @@ func cmdStashTouch(c *client, args [][]byte) {
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()
-	err := c.srv.ops.Touch(ctx, string(args[1]), time.Duration(n)*time.Second)
+	c.presence(c.srv.ops.Touch(ctx, string(args[1]), time.Duration(n)*time.Second))
+}
+
+// presence replies 1 on success, 0 for a missing stash, or the error.
+func (c *client) presence(err error) {
 	switch {
 	case errors.Is(err, stashops.ErrNotFound):
 		c.wr.Int(0)
@@ -116,13 +120,5 @@ func cmdStashTouch(c *client, args [][]byte) {
 func cmdStashDel(c *client, args [][]byte) {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	err := c.srv.ops.Delete(ctx, string(args[1]))
-	switch {
-	case errors.Is(err, stashops.ErrNotFound):
-		c.wr.Int(0)
-	case err != nil:
-		c.stashErr(err)
-	default:
-		c.wr.Int(1)
-	}
+	c.presence(c.srv.ops.Delete(ctx, string(args[1])))
 }

@@ -222,15 +222,22 @@ func (o *Ops) Touch(ctx context.Context, t string, ttl time.Duration) error {
 			return err
 		}
 	}
+	return o.ifPresent(ctx, slot, key, func(cur storage.Stash) (storage.Stash, storage.Op) {
+		cur.ExpireAt = exp
+		cur.Version = storage.Version{}
+		return cur, storage.OpPut
+	})
+}
+
+// ifPresent applies fn to the live stash under key, or returns ErrNotFound.
+func (o *Ops) ifPresent(ctx context.Context, slot uint16, key string, fn func(cur storage.Stash) (storage.Stash, storage.Op)) error {
 	found := false
-	_, err = o.Store.Update(ctx, slot, key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+	_, err := o.Store.Update(ctx, slot, key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
 		if !ok {
 			return cur, storage.OpKeep
 		}
 		found = true
-		cur.ExpireAt = exp
-		cur.Version = storage.Version{}
-		return cur, storage.OpPut
+		return fn(cur)
 	})
 	if err != nil {
 		return err
@@ -248,19 +255,7 @@ func (o *Ops) Delete(ctx context.Context, t string) error {
 	if err != nil {
 		return err
 	}
-	found := false
-	_, err = o.Store.Update(ctx, slot, key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
-		if !ok {
-			return cur, storage.OpKeep
-		}
-		found = true
+	return o.ifPresent(ctx, slot, key, func(cur storage.Stash) (storage.Stash, storage.Op) {
 		return cur, storage.OpDelete
 	})
-	if err != nil {
-		return err
-	}
-	if !found {
-		return ErrNotFound
-	}
-	return nil
 }
