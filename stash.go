@@ -112,8 +112,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("stash: opening storage in %s: %w", cfg.DataDir, err)
 	}
 	n.store = store
-	st := store.Stats()
-	log.Info("storage open", "dir", scfg.Dir, "fsync", cfg.Fsync, "stashes", st.Loaded, "load_time", st.LoadedIn.Round(time.Millisecond))
 
 	n.ops = &stashops.Ops{
 		Store:      store,
