@@ -141,8 +141,11 @@ func DialOptions(ctx context.Context, opts Options, addrs ...string) (*Client, e
 	return nil, fmt.Errorf("client: no node reachable: %w", errors.Join(errs...))
 }
 
+// isUnknownCommand: the node does not do clusters (an older node, or a
+// single node answering as Redis does without cluster support).
 func isUnknownCommand(err error) bool {
-	return strings.HasPrefix(err.Error(), "ERR unknown command")
+	m := err.Error()
+	return strings.HasPrefix(m, "ERR unknown command") || strings.Contains(m, "cluster support disabled")
 }
 
 // Close closes every connection.

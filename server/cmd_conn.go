@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stashcluster/stash/ring"
 )
 
 func eq(b []byte, s string) bool { return strings.EqualFold(string(b), s) }
@@ -411,4 +413,19 @@ func cmdInfo(c *client, args [][]byte) {
 		}
 	}
 	c.wr.Verbatim(b.String())
+}
+
+// cmdCluster answers the cluster commands a single node can: KEYSLOT.
+// The rest answer as a Redis server without cluster support does.
+func cmdCluster(c *client, args [][]byte) {
+	switch strings.ToLower(string(args[1])) {
+	case "keyslot":
+		if len(args) != 3 {
+			c.arityErr("cluster|keyslot")
+			return
+		}
+		c.wr.Int(int64(ring.SlotBytes(args[2])))
+	default:
+		c.err("ERR This instance has cluster support disabled")
+	}
 }

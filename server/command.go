@@ -74,6 +74,7 @@ func (s *RESP) table() map[string]*command {
 		{name: "scan", arity: -2, flags: flagNoKeys, fn: cmdScan},
 		{name: "flushall", arity: -1, flags: flagWrite | flagNoKeys, fn: cmdFlushAll},
 		{name: "flushdb", arity: -1, flags: flagWrite | flagNoKeys, fn: cmdFlushAll},
+		{name: "cluster", arity: -2, flags: flagNoKeys, fn: cmdCluster},
 		{name: "stash.put", arity: -2, flags: flagWrite | flagNoKeys, fn: cmdStashPut},
 		{name: "stash.set", arity: -3, flags: flagWrite | flagNoKeys, fn: cmdStashSet},
 		{name: "stash.get", arity: 2, flags: flagFast | flagNoKeys, fn: cmdStashGet},

@@ -225,6 +225,9 @@ func TestCommands(t *testing.T) {
 		{[]string{"CLIENT", "SETNAME", "worker-1"}, "+OK\r\n"},
 		{[]string{"CLIENT", "GETNAME"}, "$8\r\nworker-1\r\n"},
 		{[]string{"CLIENT", "SETINFO", "LIB-NAME", "go-redis"}, "+OK\r\n"},
+		{[]string{"CLUSTER", "KEYSLOT", "foo"}, ":12182\r\n"},
+		{[]string{"CLUSTER", "KEYSLOT", "{user1000}.following"}, ":3443\r\n"},
+		{[]string{"CLUSTER", "INFO"}, "-ERR This instance has cluster support disabled\r\n"},
 		{[]string{"QUIT"}, "+OK\r\n"},
 	}
 	for i, s := range steps {
