@@ -1,0 +1,204 @@
+// Package wire is the node-to-node message format: length-prefixed
+// msgpack frames carrying one Msg each.
+//
+// # Usage
+//
+// A sender wraps its connection in a Writer and calls Write for each
+// message, then Flush; a receiver wraps its side in a Reader and calls
+// Read in a loop. Requests carry an ID that the reply repeats, so many
+// requests can be in flight on one connection (pipelining).
+//
+// # Concurrency
+//
+// Reader and Writer are not safe for concurrent use: one goroutine reads,
+// one (or one at a time, under the caller's lock) writes.
+//
+// # Caveats
+//
+// A frame over MaxFrame bytes, or one that does not decode, is an error
+// after which the stream cannot be trusted: close the connection. Peers
+// are authenticated before the first frame (internal/transport), so a
+// bad frame means a bug or a mismatched version, not an attacker.
+package wire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Version is the message format version, sent in every frame.
+const Version = 1
+
+// MaxFrame bounds one frame's body. It leaves room for a batch of values
+// at the largest value size a node accepts.
+const MaxFrame = 64 << 20
+
+var (
+	// ErrFrameTooLarge: a frame announced more than MaxFrame bytes.
+	ErrFrameTooLarge = errors.New("wire: frame too large")
+	// ErrBadFrame: a frame did not decode as a Msg of this Version.
+	ErrBadFrame = errors.New("wire: malformed frame")
+)
+
+// Kind says what a Msg is.
+type Kind uint8
+
+// Message kinds. A request kind's reply has the kind after it.
+const (
+	KindForward   Kind = iota + 1 // a client command for the slot's primary (Args)
+	KindReply                     // its RESP-encoded reply (Reply)
+	KindReplicate                 // entries for a backup to apply (Entries)
+	KindAck                       // backup applied them (Err empty) or refused (Err)
+	KindDigest                    // ask for the digests of Slots
+	KindDigests                   // the digests (Digests, same order as Slots)
+	KindFetch                     // ask for every entry of Slots
+	KindEntries                   // a batch of them; Last marks the final batch
+)
+
+var kindNames = map[Kind]string{
+	KindForward: "forward", KindReply: "reply", KindReplicate: "replicate", KindAck: "ack",
+	KindDigest: "digest", KindDigests: "digests", KindFetch: "fetch", KindEntries: "entries",
+}
+
+func (k Kind) String() string {
+	if n, ok := kindNames[k]; ok {
+		return n
+	}
+	return fmt.Sprintf("Kind(%d)", uint8(k))
+}
+
+// Entry is one stash as it travels between replicas: its full state and
+// version, or a deletion (Deleted) at that version.
+type Entry struct {
+	Key      string `msgpack:"k"`
+	Kind     uint8  `msgpack:"t,omitempty"`
+	Value    []byte `msgpack:"v,omitempty"`
+	ExpireAt int64  `msgpack:"x,omitempty"`
+	Epoch    uint32 `msgpack:"e,omitempty"`
+	Seq      uint64 `msgpack:"s,omitempty"`
+	Deleted  bool   `msgpack:"d,omitempty"`
+}
+
+// Msg is one message. Which fields are set depends on Kind.
+type Msg struct {
+	V       uint8    `msgpack:"V"`
+	Kind    Kind     `msgpack:"K"`
+	ID      uint64   `msgpack:"I,omitempty"` // request ID, echoed by the reply
+	Epoch   uint64   `msgpack:"E,omitempty"` // sender's slot-table epoch
+	From    string   `msgpack:"F,omitempty"` // sender's node name
+	Slot    uint16   `msgpack:"S,omitempty"`
+	Slots   []uint16 `msgpack:"L,omitempty"`
+	Args    [][]byte `msgpack:"A,omitempty"`
+	Reply   []byte   `msgpack:"R,omitempty"`
+	Entries []Entry  `msgpack:"N,omitempty"`
+	Digests []uint64 `msgpack:"D,omitempty"`
+	Last    bool     `msgpack:"Z,omitempty"`
+	Err     string   `msgpack:"X,omitempty"`
+}
+
+// Writer writes frames.
+type Writer struct {
+	bw  *bufio.Writer
+	buf []byte
+	enc *msgpack.Encoder
+	out frameBuf
+}
+
+type frameBuf struct{ b []byte }
+
+func (f *frameBuf) Write(p []byte) (int, error) {
+	f.b = append(f.b, p...)
+	return len(p), nil
+}
+
+// NewWriter wraps w.
+func NewWriter(w io.Writer) *Writer {
+	wr := &Writer{bw: bufio.NewWriterSize(w, 64<<10)}
+	wr.enc = msgpack.NewEncoder(&wr.out)
+	wr.enc.UseCompactInts(true)
+	return wr
+}
+
+// Write buffers one frame; Flush sends it.
+func (w *Writer) Write(m *Msg) error {
+	m.V = Version
+	w.out.b = w.out.b[:0]
+	if err := w.enc.Encode(m); err != nil {
+		return fmt.Errorf("wire: encoding %s: %w", m.Kind, err)
+	}
+	if len(w.out.b) > MaxFrame {
+		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(w.out.b))
+	}
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], uint32(len(w.out.b)))
+	if _, err := w.bw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.bw.Write(w.out.b)
+	if cap(w.out.b) > 1<<20 {
+		w.out.b = nil // do not pin a big buffer
+	}
+	return err
+}
+
+// Flush sends buffered frames.
+func (w *Writer) Flush() error { return w.bw.Flush() }
+
+// Reader reads frames.
+type Reader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+// NewReader wraps r.
+func NewReader(r io.Reader) *Reader {
+	return &Reader{br: bufio.NewReaderSize(r, 64<<10)}
+}
+
+// Read reads the next frame into a new Msg. io.EOF means the peer closed
+// between frames.
+func (r *Reader) Read() (*Msg, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n > MaxFrame {
+		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
+	}
+	if cap(r.buf) < int(n) {
+		r.buf = make([]byte, n)
+	}
+	b := r.buf[:n]
+	if _, err := io.ReadFull(r.br, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	m, err := Decode(b)
+	if cap(r.buf) > 1<<20 {
+		r.buf = nil
+	}
+	return m, err
+}
+
+// Decode decodes one frame body. The Msg does not alias b.
+func Decode(b []byte) (*Msg, error) {
+	m := new(Msg)
+	if err := msgpack.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadFrame, err)
+	}
+	if m.V != Version {
+		return nil, fmt.Errorf("%w: version %d, want %d", ErrBadFrame, m.V, Version)
+	}
+	if m.Kind < KindForward || m.Kind > KindEntries {
+		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadFrame, m.Kind)
+	}
+	return m, nil
+}

@@ -1,0 +1,162 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+func TestRoundTrip(t *testing.T) {
+	msgs := []*Msg{
+		{Kind: KindForward, ID: 1, Epoch: 7, From: "n1", Slot: 12182, Args: [][]byte{[]byte("SET"), []byte("foo"), {0, 1, 2}}},
+		{Kind: KindReply, ID: 1, Reply: []byte("+OK\r\n")},
+		{Kind: KindReplicate, ID: 2, Epoch: 9, Slot: 5, Entries: []Entry{
+			{Key: "a", Kind: 1, Value: []byte("x"), ExpireAt: 1700000000000, Epoch: 9, Seq: 41},
+			{Key: "b", Epoch: 9, Seq: 42, Deleted: true},
+		}},
+		{Kind: KindAck, ID: 2, Err: "STALE epoch 8 < 9"},
+		{Kind: KindDigest, ID: 3, Slots: []uint16{0, 16383}},
+		{Kind: KindDigests, ID: 3, Digests: []uint64{0, ^uint64(0)}},
+		{Kind: KindEntries, ID: 4, Last: true},
+	}
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	for _, m := range msgs {
+		if err := w.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(&buf)
+	for i, want := range msgs {
+		got, err := r.Read()
+		if err != nil {
+			t.Fatalf("msg %d: %v", i, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("msg %d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+	if _, err := r.Read(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after last frame: %v", err)
+	}
+}
+
+func TestRejects(t *testing.T) {
+	frame := func(body []byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
+		return append(b, body...)
+	}
+	wrongVersion, _ := msgpack.Marshal(&Msg{V: 99, Kind: KindAck})
+	unknownKind, _ := msgpack.Marshal(&Msg{V: Version, Kind: 200})
+	cases := map[string]struct {
+		in   []byte
+		want error
+	}{
+		"huge length":   {binary.BigEndian.AppendUint32(nil, MaxFrame+1), ErrFrameTooLarge},
+		"garbage body":  {frame([]byte{0xc1, 0xff, 0x00}), ErrBadFrame},
+		"wrong version": {frame(wrongVersion), ErrBadFrame},
+		"unknown kind":  {frame(unknownKind), ErrBadFrame},
+		"torn body":     {frame([]byte{1, 2, 3})[:5], io.ErrUnexpectedEOF},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := NewReader(bytes.NewReader(c.in)).Read()
+			if !errors.Is(err, c.want) {
+				t.Fatalf("err = %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+// FuzzDecode: no input panics, and whatever decodes re-encodes to a frame
+// that decodes to the same message.
+func FuzzDecode(f *testing.F) {
+	for _, m := range []*Msg{
+		{V: Version, Kind: KindForward, Args: [][]byte{[]byte("GET"), []byte("k")}},
+		{V: Version, Kind: KindReplicate, Entries: []Entry{{Key: "k", Value: []byte("v"), Seq: 3}}},
+	} {
+		b, _ := msgpack.Marshal(m)
+		f.Add(b)
+	}
+	f.Add([]byte{0x80})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Decode(b)
+		if err != nil {
+			return
+		}
+		var buf bytes.Buffer
+		w := NewWriter(&buf)
+		if err := w.Write(m); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush()
+		back, err := NewReader(&buf).Read()
+		if err != nil {
+			t.Fatalf("re-read: %v", err)
+		}
+		if !reflect.DeepEqual(normalize(back), normalize(m)) {
+			t.Fatalf("round trip changed the message:\n%+v\n%+v", back, m)
+		}
+	})
+}
+
+// normalize maps empty slices to nil, as omitempty does.
+func normalize(m *Msg) *Msg {
+	c := *m
+	if len(c.Slots) == 0 {
+		c.Slots = nil
+	}
+	if len(c.Args) == 0 {
+		c.Args = nil
+	}
+	for i := range c.Args {
+		if len(c.Args[i]) == 0 {
+			c.Args[i] = nil
+		}
+	}
+	if len(c.Reply) == 0 {
+		c.Reply = nil
+	}
+	if len(c.Entries) == 0 {
+		c.Entries = nil
+	}
+	c.Entries = append([]Entry(nil), c.Entries...)
+	for i := range c.Entries {
+		if len(c.Entries[i].Value) == 0 {
+			c.Entries[i].Value = nil
+		}
+	}
+	if len(c.Digests) == 0 {
+		c.Digests = nil
+	}
+	return &c
+}
+
+func BenchmarkWriteRead(b *testing.B) {
+	m := &Msg{Kind: KindReplicate, ID: 1, Epoch: 3, Slot: 77, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: bytes.Repeat([]byte("v"), 1024), ExpireAt: 1, Epoch: 3, Seq: 99}}}
+	pr, pw := io.Pipe()
+	w := NewWriter(pw)
+	r := NewReader(pr)
+	go func() {
+		for {
+			if _, err := r.Read(); err != nil {
+				return
+			}
+		}
+	}()
+	b.ReportAllocs()
+	b.SetBytes(1100)
+	for b.Loop() {
+		w.Write(m)
+		w.Flush()
+	}
+	pw.Close()
+}
