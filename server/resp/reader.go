@@ -1,3 +1,14 @@
+// Package resp reads Redis-protocol requests and writes RESP2/RESP3
+// replies, with limits on what one request may make the reader hold.
+//
+// # Concurrency
+//
+// A Reader and a Writer belong to one connection's goroutine.
+//
+// # Caveats
+//
+// Requests are multibulk arrays or inline lines, as Redis accepts them;
+// argument slices returned by ReadCommand are reused by the next call.
 package resp
 
 import (
