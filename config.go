@@ -84,6 +84,13 @@ type Config struct {
 	// Default off.
 	Pprof bool
 
+	// FaultHooks turns on test-only fault injection on the admin port:
+	// POST /v1/fault/clock?offset=<duration> shifts this node's clock (the
+	// one expiry is decided by) by offset; offset=0 restores it. For fault
+	// tests (jepsen/ clock nemesis); never turn it on in production.
+	// Default off.
+	FaultHooks bool
+
 	// Logger receives the node's decisions. Nil discards.
 	Logger *slog.Logger
 	// Now is the node's clock, used for expiry. Default time.Now.

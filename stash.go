@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,6 +53,7 @@ type Node struct {
 	wg              sync.WaitGroup // serve goroutines
 
 	state    atomic.Int32 // stateServing, stateStopping, stateClosed
+	skew     atomic.Int64 // clock offset in ns, set through the fault hook
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -74,10 +76,17 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	n := &Node{cfg: cfg, log: log, start: time.Now()}
+	base := cfg.Now
+	if base == nil {
+		base = time.Now
+	}
+	cfg.Now = base
+	if cfg.FaultHooks {
+		cfg.Now = func() time.Time { return base().Add(time.Duration(n.skew.Load())) }
+		log.Warn("fault hooks are on: the admin port can shift this node's clock (test use only)")
+	}
+	n.cfg = cfg
 
 	secret, err := n.loadSecret()
 	if err != nil {
@@ -138,6 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Node:    n.nodeInfo,
 		Metrics: metrics,
 		Pprof:   cfg.Pprof,
+		Routes:  n.faultRoutes,
 		Logger:  log.With("part", "admin"),
 	})
 
@@ -375,4 +385,24 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		n.log.Info("node stopped", "name", n.cfg.Name)
 	})
 	return n.stopErr
+}
+
+// faultRoutes adds the test-only fault hooks when Config.FaultHooks is on.
+func (n *Node) faultRoutes(mux *http.ServeMux) {
+	if !n.cfg.FaultHooks {
+		return
+	}
+	mux.HandleFunc("GET /v1/fault/clock", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s\n", time.Duration(n.skew.Load()))
+	})
+	mux.HandleFunc("POST /v1/fault/clock", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("offset"))
+		if err != nil {
+			http.Error(w, "offset: want a Go duration such as 90s, -2h or 0: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		n.skew.Store(int64(d))
+		n.log.Warn("fault hook: clock offset set", "offset", d)
+		fmt.Fprintf(w, "%s\n", d)
+	})
 }

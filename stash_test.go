@@ -3,6 +3,7 @@ package stash
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -118,5 +119,43 @@ func TestTagsFromAnotherSecretAreForged(t *testing.T) {
 	}
 	if _, err := nb.Get(ctx, tag); !errors.Is(err, ErrForged) || !errors.Is(err, ErrBadTag) {
 		t.Fatalf("tag from another node's secret: %v", err)
+	}
+}
+
+func TestFaultHookShiftsClock(t *testing.T) {
+	ctx := context.Background()
+	for _, hooks := range []bool{false, true} {
+		cfg := testConfig(t)
+		cfg.Port = -1
+		cfg.FaultHooks = hooks
+		n, err := Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		tag, err := n.Put(ctx, []byte("x"), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Post("http://"+n.AdminAddr()+"/v1/fault/clock?offset=2h", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		_, getErr := n.Get(ctx, tag)
+		if !hooks {
+			if resp.StatusCode == 200 || getErr != nil {
+				t.Fatalf("hooks off: status %d, get %v", resp.StatusCode, getErr)
+			}
+			continue
+		}
+		if resp.StatusCode != 200 || !errors.Is(getErr, ErrNotFound) {
+			t.Fatalf("hooks on: status %d, get after +2h: %v", resp.StatusCode, getErr)
+		}
+		resp, _ = http.Post("http://"+n.AdminAddr()+"/v1/fault/clock?offset=yesterday", "", nil)
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Fatalf("bad offset: status %d", resp.StatusCode)
+		}
 	}
 }

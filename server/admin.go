@@ -25,6 +25,8 @@ type AdminConfig struct {
 	Metrics *Metrics
 	// Pprof serves net/http/pprof under /debug/pprof/.
 	Pprof bool
+	// Routes, if set, adds handlers to the admin mux (fault hooks).
+	Routes func(mux *http.ServeMux)
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -72,6 +74,9 @@ func NewAdmin(cfg AdminConfig) *Admin {
 		enc.SetIndent("", "  ")
 		enc.Encode(doc)
 	})
+	if cfg.Routes != nil {
+		cfg.Routes(mux)
+	}
 	if cfg.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -130,6 +130,7 @@ type options struct {
 	zone                                     string
 	logFormat, logLevel                      string
 	pprof                                    bool
+	faultHooks                               bool
 }
 
 func flags(stderr io.Writer) (*flag.FlagSet, *options) {
@@ -159,6 +160,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.replicas, "replicas", d.Replicas, "replicas per slot (inert on a single node)")
 	fs.StringVar(&o.zone, "zone", "", "failure zone of this node (inert on a single node)")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler on the admin port under /debug/pprof/")
+	fs.BoolVar(&o.faultHooks, "fault-hooks", false, "TEST ONLY: let the admin port shift this node's clock (POST /v1/fault/clock?offset=1h)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return fs, o
@@ -193,7 +195,7 @@ func (o *options) config() (stash.Config, error) {
 	c.MaxValueBytes, c.MaxRequestBytes, c.MaxClients = o.maxValueBytes, o.maxRequestBytes, o.maxClients
 	c.DefaultStashTTL, c.ShutdownTimeout = o.stashTTL, o.shutdownTimeout
 	c.Replicas, c.Zone = o.replicas, o.zone
-	c.Pprof = o.pprof
+	c.Pprof, c.FaultHooks = o.pprof, o.faultHooks
 	for _, j := range strings.Split(o.join, ",") {
 		if j = strings.TrimSpace(j); j != "" {
 			c.Join = append(c.Join, j)

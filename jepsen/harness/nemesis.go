@@ -11,7 +11,12 @@ import (
 )
 
 // Nemesis names accepted by --nemesis.
-var Nemeses = []string{"kill", "pause", "partition", "rolling", "disk"}
+var Nemeses = []string{"kill", "pause", "partition", "rolling", "disk", "clock"}
+
+// clockOffsets are the skews the clock nemesis gives a node: seconds to
+// hours either way, all below the stash workload's 2h TTL so that a skew
+// alone never expires an acknowledged stash.
+var clockOffsets = []time.Duration{-2 * time.Hour, -10 * time.Minute, -30 * time.Second, 5 * time.Second, 90 * time.Second, 30 * time.Minute, time.Hour}
 
 // Window is one fault, from injection to the end of its healing.
 type Window struct {
@@ -76,6 +81,13 @@ func (m *nemesis) inject(ctx context.Context, name string) (fault, error) {
 			return fault{}, err
 		}
 		return fault{"partition " + shape, m.healNet}, nil
+	case "clock":
+		n := m.pick()
+		d := clockOffsets[m.r.IntN(len(clockOffsets))]
+		if err := n.SetClock(ctx, d); err != nil {
+			return fault{}, err
+		}
+		return fault{fmt.Sprintf("clock %s %+v", n.Name, d), func(ctx context.Context) error { return n.SetClock(ctx, 0) }}, nil
 	case "rolling":
 		// The fault is the whole roll: each node in turn gets SIGTERM, is
 		// restarted on its data dir, and must pass /readyz before the next.

@@ -168,6 +168,26 @@ func (n *Node) WaitReady(ctx context.Context) error {
 	}
 }
 
+// SetClock shifts the node's clock by d through its --fault-hooks admin
+// endpoint (0 restores it).
+func (n *Node) SetClock(ctx context.Context, d time.Duration) error {
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: n.nw.DialContext, DisableKeepAlives: true}}
+	url := fmt.Sprintf("http://%s:%d/v1/fault/clock?offset=%s", n.IP, AdminPort, d)
+	req, err := http.NewRequestWithContext(ctx, "POST", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: setting clock offset: %w", n.Name, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: setting clock offset: HTTP %d (is --fault-hooks on?)", n.Name, resp.StatusCode)
+	}
+	return nil
+}
+
 // ExitError is a node that exited while the harness waited for it.
 type ExitError struct {
 	Node   string

@@ -169,12 +169,16 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if err := os.WriteFile(secretFile, []byte(hex.EncodeToString(secret)), 0o600); err != nil {
 		return nil, err
 	}
+	nodeExtra := cfg.NodeArgs
+	if slices.Contains(cfg.Nemesis, "clock") {
+		nodeExtra = append([]string{"--fault-hooks"}, nodeExtra...)
+	}
 	var nodes []*Node
 	for _, h := range nw.Hosts {
 		dir := filepath.Join(tmp, h.Name)
 		nodes = append(nodes, &Node{Host: h, Bin: bin, DataDir: dir, nw: nw,
 			LogPath: filepath.Join(cfg.Out, h.Name+".log"),
-			Args:    nodeArgs(h, nw.Hosts, dir, secretFile, cfg.Replicas, cfg.NodeArgs)})
+			Args:    nodeArgs(h, nw.Hosts, dir, secretFile, cfg.Replicas, nodeExtra)})
 	}
 	defer func() {
 		for _, n := range nodes {

@@ -121,6 +121,15 @@ func TestScenarioRolling(t *testing.T) {
 	}
 }
 
+// Clock skews of seconds to hours on a node must not lose or resurrect
+// anything (the stash workload's TTL outlasts every offset).
+func TestScenarioClock(t *testing.T) {
+	res := scenario(t, Config{Nemesis: []string{"clock"}, Workload: Stash})
+	if !res.Valid {
+		t.Fatal("invalid")
+	}
+}
+
 // The harness must be able to fail: with --fsync batch a SIGKILL loses the
 // writes acknowledged in the last few milliseconds.
 func TestScenarioUnsafeKillLosesWrites(t *testing.T) {
