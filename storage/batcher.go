@@ -1,13 +1,11 @@
 package storage
 
 import (
-	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,17 +13,26 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// The batcher is the only writer of bbolt after Open. Writers enqueue
-// changes while holding their slot's lock, so the order of enqueues for one
-// key is the order in which they were applied in memory; pending writes are
-// coalesced per key (the latest wins). One committer goroutine turns each
-// batch into one bbolt transaction.
+// The batcher makes writes durable. Writers enqueue changes while holding
+// their slot's lock, so the order of enqueues for one key is the order in
+// which they were applied in memory; pending writes are coalesced per key
+// (the latest wins). One committer goroutine appends each batch to the
+// write-ahead log (wal.go) with one write and one fdatasync, then wakes
+// the writers waiting for it.
 //
 // A batch is committed:
 //   - as soon as it is marked urgent (an FsyncAlways writer, Sync, DropSlot
 //     or FlushAll waits for it) and the previous commit has finished — so
 //     writers arriving during one fsync share the next;
 //   - otherwise BatchInterval after its first write.
+//
+// The committer also decides when to checkpoint (checkpoint.go): when the
+// log has grown by CheckpointBytes, or CheckpointInterval after the last
+// checkpoint if anything was logged since. It then starts a new segment
+// and hands the closed ones, with the set of keys they changed, to the
+// checkpointer goroutine, which writes them into bbolt while the committer
+// goes on logging. One checkpoint runs at a time; a failed one is merged
+// into the next.
 
 // wkey identifies a pending write.
 type wkey struct {
@@ -60,10 +67,11 @@ type batch struct {
 func (b *batch) empty() bool { return len(b.writes) == 0 && len(b.drops) == 0 && !b.flushAll }
 
 type batcher struct {
-	db       *bolt.DB
-	interval time.Duration
-	log      *slog.Logger
-	observe  func(time.Duration, int)
+	interval  time.Duration
+	ckptBytes int64
+	ckptEvery time.Duration
+	log       *slog.Logger
+	observe   func(time.Duration, int)
 
 	mu       sync.Mutex // guards cur, inflight, spare and closed
 	cur      *batch     // batch being filled
@@ -74,14 +82,44 @@ type batcher struct {
 	wake chan struct{} // capacity 1: a batch became non-empty or urgent
 	stop chan struct{} // closed by close to stop the committer
 	done chan struct{} // closed when the committer has exited
-	err  error         // error of the final flush; written before done is closed
+	err  error         // error of the final flush and checkpoint; written before done is closed
 
 	commits, writes, failed atomic.Int64
+	checkpoints, ckptFailed atomic.Int64
+	stalls                  atomic.Int64
+	// walBytes is the size of the log a crash now would replay: segments
+	// not yet covered by a committed checkpoint.
+	walBytes atomic.Int64
+
+	// Back-pressure: writers wait (throttle) while walBytes exceeds walCap
+	// and checkpoints are succeeding, until a checkpoint finishes.
+	walCap int64
+	ckptOK atomic.Bool   // no checkpoint has failed since the last success
+	progMu sync.Mutex    // guards prog
+	prog   chan struct{} // closed and replaced when a checkpoint finishes
 
 	// Owned by the committer goroutine.
-	hw    []uint64 // per slot: sequence high-water persisted in meta
-	items []citem
-	arena []byte
+	wal         *walWriter
+	buf         []byte    // encoding of the batch being committed
+	dirty       *dirtySet // changes logged since the last checkpoint was handed off
+	sealed      []segment // closed segments whose changes are in dirty
+	ckpt        *ckptJob  // checkpoint running, or nil
+	lastCkpt    time.Time // when the last checkpoint finished (or Open)
+	ckptRetryAt time.Time // after a failed checkpoint, no retry before this
+	ckptBackoff time.Duration
+
+	cp      *checkpointer
+	jobs    chan *ckptJob // committer → checkpointer; closed by the committer on exit
+	results chan *ckptJob // checkpointer → committer; capacity 1
+	cpDone  chan struct{} // closed when the checkpointer has exited
+}
+
+// walState is what Open hands the batcher: the log as replay left it.
+type walState struct {
+	w      *walWriter // open on a fresh segment
+	sealed []segment  // replayed segments, to be removed by the first checkpoint
+	dirty  *dirtySet  // what they changed (and expired records found by the load)
+	bytes  int64      // bytes of log on disk
 }
 
 // citem is a pending write being committed, with its encoded key and value
@@ -93,18 +131,39 @@ type citem struct {
 	bval []byte
 }
 
-func newBatcher(db *bolt.DB, cfg Config, hw []uint64) *batcher {
+func newBatcher(db *bolt.DB, mem memReader, cfg Config, hw []uint64, ws walState) *batcher {
 	bt := &batcher{
-		db:       db,
-		interval: cfg.BatchInterval,
-		log:      cfg.Logger,
-		observe:  cfg.ObserveFsync,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		hw:       hw,
+		interval:  cfg.BatchInterval,
+		ckptBytes: cfg.CheckpointBytes,
+		ckptEvery: cfg.CheckpointInterval,
+		log:       cfg.Logger,
+		observe:   cfg.ObserveFsync,
+		wake:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		wal:       ws.w,
+		dirty:     ws.dirty,
+		sealed:    ws.sealed,
+		lastCkpt:  time.Now(),
+		walCap:    walCapFactor * cfg.CheckpointBytes,
+		prog:      make(chan struct{}),
+		jobs:      make(chan *ckptJob, 1),
+		results:   make(chan *ckptJob, 1),
+		cpDone:    make(chan struct{}),
+	}
+	bt.walBytes.Store(ws.bytes)
+	bt.ckptOK.Store(true)
+	bt.cp = &checkpointer{
+		db:      db,
+		mem:     mem,
+		walDir:  ws.w.dir,
+		log:     cfg.Logger,
+		hw:      hw,
+		walSize: &bt.walBytes,
+		count:   &bt.checkpoints,
 	}
 	bt.cur = bt.newBatch()
+	go bt.cp.run(bt.jobs, bt.results, bt.cpDone)
 	go bt.run()
 	return bt
 }
@@ -248,25 +307,17 @@ func wait(ctx context.Context, b *batch) error {
 	}
 }
 
-// close refuses further writes, commits what is pending and stops the
-// committer. Then it makes one more, empty, commit with the freelist
-// written: commits skip the freelist (NoFreelistSync), which makes the next
-// Open rebuild it by walking the whole file; after a clean close that Open
-// reads it instead. It returns the first error.
+// close refuses further writes, commits what is pending, waits for the
+// running checkpoint and makes a final one that covers the whole log, which
+// it then removes: the next Open replays nothing. It stops both goroutines
+// and returns the first error that left a change not durable.
 func (bt *batcher) close() error {
 	bt.mu.Lock()
 	bt.closed = true
 	bt.mu.Unlock()
 	close(bt.stop)
 	<-bt.done
-	if bt.err != nil {
-		return bt.err
-	}
-	bt.db.NoFreelistSync = false // the committer has exited: no commit runs
-	if err := bt.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
-		return fmt.Errorf("storage: writing the freelist: %w", err)
-	}
-	return nil
+	return bt.err
 }
 
 // run is the committer goroutine.
@@ -277,47 +328,214 @@ func (bt *batcher) run() {
 	var retryAt time.Time // after a failed commit, no retry before this
 	backoff := time.Duration(0)
 	for {
+		select {
+		case j := <-bt.results:
+			bt.finishCheckpoint(j)
+		default:
+		}
 		bt.mu.Lock()
 		b := bt.cur
 		empty, urgent, first := b.empty(), b.urgent, b.first
 		bt.mu.Unlock()
 
-		if empty {
-			select {
-			case <-bt.wake:
-				continue
-			case <-bt.stop:
-				bt.err = bt.flush()
-				return
+		now := time.Now()
+		commitIn := time.Duration(-1) // none pending
+		if !empty {
+			switch {
+			case backoff > 0:
+				commitIn = retryAt.Sub(now)
+			case !urgent:
+				commitIn = bt.interval - now.Sub(first)
 			}
+			commitIn = max(commitIn, 0)
 		}
-		var delay time.Duration
-		switch {
-		case backoff > 0:
-			delay = time.Until(retryAt)
-		case !urgent:
-			delay = bt.interval - time.Since(first)
-		}
-		if delay > 0 {
-			timer.Reset(delay)
-			select {
-			case <-timer.C:
-			case <-bt.wake:
-				timer.Stop()
-				continue // re-evaluate: the batch may have become urgent
-			case <-bt.stop:
-				timer.Stop()
-				bt.err = bt.flush()
-				return
+		if commitIn == 0 {
+			if err := bt.flush(); err != nil {
+				backoff = min(max(2*backoff, bt.interval, time.Millisecond), time.Second)
+				retryAt = time.Now().Add(backoff)
+			} else {
+				backoff = 0
 			}
+			if bt.checkpointIn(time.Now()) == 0 {
+				bt.startCheckpoint()
+			}
+			continue
 		}
-		if err := bt.flush(); err != nil {
-			backoff = min(max(2*backoff, bt.interval, time.Millisecond), time.Second)
-			retryAt = time.Now().Add(backoff)
-		} else {
-			backoff = 0
+		ckptIn := bt.checkpointIn(now)
+		if ckptIn == 0 {
+			bt.startCheckpoint()
+			continue
+		}
+		var tick <-chan time.Time
+		if d := soonest(commitIn, ckptIn); d > 0 {
+			timer.Reset(d)
+			tick = timer.C
+		}
+		select {
+		case <-tick:
+		case <-bt.wake:
+		case j := <-bt.results:
+			bt.finishCheckpoint(j)
+		case <-bt.stop:
+			timer.Stop()
+			bt.err = bt.shutdown()
+			return
+		}
+		timer.Stop()
+	}
+}
+
+// soonest returns the smaller of two waits, where a negative one is none.
+func soonest(a, b time.Duration) time.Duration {
+	switch {
+	case a < 0:
+		return b
+	case b < 0:
+		return a
+	}
+	return min(a, b)
+}
+
+// logBytes is the size of the log a checkpoint would cover now.
+func (bt *batcher) logBytes() int64 {
+	n := bt.wal.off
+	for _, s := range bt.sealed {
+		n += s.size
+	}
+	return n
+}
+
+// checkpointIn returns how long until a checkpoint should start: 0 for
+// now, -1 for not until something changes (one is running, or nothing
+// was logged).
+func (bt *batcher) checkpointIn(now time.Time) time.Duration {
+	if bt.ckpt != nil || (bt.dirty.empty() && len(bt.sealed) == 0) {
+		return -1
+	}
+	d := bt.lastCkpt.Add(bt.ckptEvery).Sub(now)
+	if len(bt.sealed) > 0 || bt.logBytes() >= bt.ckptBytes {
+		d = 0 // sealed segments are left by replay or a failed checkpoint
+	}
+	return max(d, bt.ckptRetryAt.Sub(now), 0)
+}
+
+// startCheckpoint starts a new log segment and hands the closed ones to
+// the checkpointer, which is idle.
+func (bt *batcher) startCheckpoint() {
+	seg, err := bt.wal.rotate()
+	if err != nil {
+		bt.checkpointFailed(err)
+		return
+	}
+	bt.walBytes.Add(walHdrLen)
+	j := &ckptJob{d: bt.dirty, segs: append(bt.sealed, seg), upTo: seg.seq}
+	bt.dirty, bt.sealed, bt.ckpt = newDirtySet(), nil, j
+	bt.jobs <- j
+}
+
+// finishCheckpoint takes the result of the running checkpoint. A failed
+// one is folded into the next.
+func (bt *batcher) finishCheckpoint(j *ckptJob) {
+	bt.ckpt = nil
+	bt.lastCkpt = time.Now()
+	if j.err != nil {
+		bt.dirty.mergeOlder(j.d)
+		bt.sealed = append(j.segs, bt.sealed...)
+		bt.checkpointFailed(j.err)
+		return
+	}
+	bt.ckptBackoff = 0
+	bt.ckptRetryAt = time.Time{}
+	bt.ckptOK.Store(true)
+	bt.progressed()
+}
+
+// progressed wakes the writers throttled until a checkpoint finished.
+func (bt *batcher) progressed() {
+	bt.progMu.Lock()
+	close(bt.prog)
+	bt.prog = make(chan struct{})
+	bt.progMu.Unlock()
+}
+
+// walCapFactor × CheckpointBytes is the log size above which writers are
+// throttled.
+const walCapFactor = 2
+
+// throttle holds a writer, who holds no lock, while the log is over its
+// limit: the checkpointer is behind (bbolt inserts fresh keys at some
+// 50–100k a second here, a writer can produce several times that), and
+// every byte of log is replayed after a crash. It does not hold writers
+// while checkpoints fail — the log then grows, as memory runs ahead of
+// disk after failed commits — nor after close.
+func (bt *batcher) throttle(ctx context.Context) error {
+	if bt.walBytes.Load() <= bt.walCap {
+		return nil
+	}
+	bt.stalls.Add(1)
+	for {
+		bt.progMu.Lock()
+		ch := bt.prog
+		bt.progMu.Unlock()
+		if bt.walBytes.Load() <= bt.walCap || !bt.ckptOK.Load() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-bt.stop:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("storage: waiting for a checkpoint to shrink the log: %w", ctx.Err())
 		}
 	}
+}
+
+func (bt *batcher) checkpointFailed(err error) {
+	bt.ckptOK.Store(false)
+	bt.progressed()
+	bt.ckptFailed.Add(1)
+	bt.ckptBackoff = min(max(2*bt.ckptBackoff, 100*time.Millisecond), bt.ckptEvery, 30*time.Second)
+	bt.ckptRetryAt = time.Now().Add(bt.ckptBackoff)
+	bt.log.Error("storage: checkpoint failed; the log is kept and the checkpoint retried",
+		"log_bytes", bt.logBytes(), "retry_in", bt.ckptBackoff, "err", err)
+}
+
+// shutdown is the committer's last act: commit what is pending, wait for
+// the running checkpoint, checkpoint the whole log and stop the
+// checkpointer.
+func (bt *batcher) shutdown() error {
+	ferr := bt.flush()
+	if bt.ckpt != nil {
+		bt.finishCheckpoint(<-bt.results)
+	}
+	// Writes the log refused are still in memory, which is what the
+	// checkpoint reads: it makes them durable all the same.
+	bt.mu.Lock()
+	left := bt.cur
+	bt.mu.Unlock()
+	if !left.empty() {
+		bt.dirty.addBatch(left)
+	}
+	seg := bt.wal.close()
+	j := &ckptJob{d: bt.dirty, segs: append(bt.sealed, seg), upTo: seg.seq}
+	bt.jobs <- j
+	j = <-bt.results
+	close(bt.jobs)
+	<-bt.cpDone
+	if !left.empty() {
+		if j.err != nil {
+			left.err = fmt.Errorf("%w: %w", ErrCommit, j.err)
+		}
+		close(left.done)
+	}
+	if j.err != nil {
+		bt.ckptFailed.Add(1)
+		if ferr != nil {
+			return fmt.Errorf("storage: close: %w; %w", ferr, j.err)
+		}
+		return fmt.Errorf("storage: close: %w", j.err)
+	}
+	return nil
 }
 
 // flush commits the current batch, if any. Only the committer calls it.
@@ -392,109 +610,46 @@ func (bt *batcher) requeue(old *batch) {
 	}
 }
 
-// commit writes b in one bbolt transaction.
+// commit appends b to the log, with one write (per walChunk of records)
+// and, unless FsyncNever, one fdatasync, and notes what it changed for the
+// next checkpoint. The records follow the order in which the batch
+// applies: flush, drops, writes.
 func (bt *batcher) commit(b *batch) error {
-	items := bt.items[:0]
-	size := 0
+	if err := bt.wal.begin(); err != nil {
+		return err
+	}
+	before := bt.wal.off
+	buf := bt.buf[:0]
+	var err error
+	if b.flushAll {
+		buf = appendWALFrame(buf, walFlushAll, 0, 0, 0, 0, 0, 0, "", "")
+	}
+	for slot := range b.drops {
+		buf = appendWALFrame(buf, walDropSlot, slot, 0, 0, 0, 0, 0, "", "")
+	}
 	for k, w := range b.writes {
-		items = append(items, citem{k: k, w: w})
-		size += recordKeyLen(k.key)
-		if !w.del {
-			size += recordValLen(w.val)
+		buf = appendWALWrite(buf, k, &w)
+		if len(buf) >= walChunk {
+			if err = bt.wal.write(buf); err != nil {
+				break
+			}
+			buf = buf[:0]
 		}
 	}
-	slices.SortFunc(items, func(a, b citem) int {
-		if c := cmp.Compare(a.k.slot, b.k.slot); c != 0 {
-			return c
-		}
-		return strings.Compare(a.k.key, b.k.key)
-	})
-	// One arena per commit: bbolt keeps references to keys and values until
-	// the transaction ends.
-	arena := bt.arena[:0]
-	if cap(arena) < size {
-		arena = make([]byte, 0, size)
-	}
-	for i := range items {
-		it := &items[i]
-		off := len(arena)
-		arena = appendRecordKey(arena, it.k.slot, it.k.key)
-		it.bk = arena[off:len(arena):len(arena)]
-		if !it.w.del {
-			off = len(arena)
-			arena = appendRecordValue(arena, it.bk, it.w.kind, it.w.exp, Version{Epoch: it.w.epoch, Seq: it.w.seq}, it.w.val)
-			it.bval = arena[off:len(arena):len(arena)]
-		}
-	}
-
-	type hwUpdate struct {
-		slot uint16
-		hw   uint64
-	}
-	var hws []hwUpdate
-	for i := 0; i < len(items); {
-		slot, hw := items[i].k.slot, uint64(0)
-		for ; i < len(items) && items[i].k.slot == slot; i++ {
-			hw = max(hw, items[i].w.hw)
-		}
-		if hw > bt.hw[slot] {
-			hws = append(hws, hwUpdate{slot, hw})
-		}
-	}
-
-	err := bt.db.Update(func(tx *bolt.Tx) error {
-		data := tx.Bucket(bucketData)
-		if b.flushAll {
-			if err := tx.DeleteBucket(bucketData); err != nil {
-				return fmt.Errorf("flush all: %w", err)
-			}
-			var err error
-			if data, err = tx.CreateBucket(bucketData); err != nil {
-				return fmt.Errorf("flush all: %w", err)
-			}
-		}
-		data.FillPercent = fillPercent
-		for slot := range b.drops {
-			if err := deleteSlot(data, slot); err != nil {
-				return err
-			}
-		}
-		for i := range items {
-			it := &items[i]
-			var err error
-			if it.w.del {
-				err = data.Delete(it.bk)
-			} else {
-				err = data.Put(it.bk, it.bval)
-			}
-			if err != nil {
-				return fmt.Errorf("slot %d key %q: %w", it.k.slot, trunc(it.k.key), err)
-			}
-		}
-		if len(hws) > 0 {
-			meta := tx.Bucket(bucketMeta)
-			buf := make([]byte, 8*len(hws))
-			for i, u := range hws {
-				v := buf[8*i : 8*i+8]
-				binary.BigEndian.PutUint64(v, u.hw)
-				if err := meta.Put(metaSlotKey(u.slot), v); err != nil {
-					return fmt.Errorf("meta: %w", err)
-				}
-			}
-		}
-		return nil
-	})
 	if err == nil {
-		for _, u := range hws {
-			bt.hw[u.slot] = u.hw
-		}
+		err = bt.wal.write(buf)
 	}
-	clear(items) // drop references to values
-	bt.items = items[:0]
-	if cap(arena) <= 8<<20 {
-		bt.arena = arena[:0]
+	if err == nil {
+		err = bt.wal.commit()
+	}
+	if err == nil {
+		bt.walBytes.Add(bt.wal.off - before)
+		bt.dirty.addBatch(b)
+	}
+	if cap(buf) <= 2*walChunk {
+		bt.buf = buf[:0]
 	} else {
-		bt.arena = nil
+		bt.buf = nil
 	}
 	return err
 }

@@ -1,19 +1,21 @@
 package storage
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // envInt reads a positive integer from the environment, or returns def.
@@ -82,43 +84,62 @@ func populate(b *testing.B, dir string, n, size int) {
 	b.Logf("populated %d × %d B in %v; file %d MiB", n, size, time.Since(start).Round(time.Millisecond), fi.Size()>>20)
 }
 
-// BenchmarkReload measures Open of a file holding N stashes of 1 KiB
-// (N = $STASH_BENCH_RELOAD_N, default 1,000,000): from bbolt to serving.
-// "clean" reopens after Close, which leaves bbolt's freelist in the file;
-// "crash" after a kill -9, which leaves none, so bbolt rebuilds it by
-// walking every page first.
+// BenchmarkReload measures Open of a directory holding N stashes of 1 KiB
+// (N = $STASH_BENCH_RELOAD_N, default 1,000,000): from disk to serving.
 //
-// The file is in the page cache, having just been written and fsynced.
-// Before each Open the heap is returned to the OS, so that Open faults in
-// fresh memory as a restarted process would.
+//   - shutdown=clean reopens after Close, which checkpointed everything
+//     into stash.db and left no log.
+//   - shutdown=kill9/log=default reopens what a process killed with
+//     SIGKILL right after writing the N stashes (FsyncBatch, default
+//     checkpoint thresholds) left: stash.db as its last checkpoint (or one
+//     half-written) left it, and the log written since, which Open replays.
+//   - shutdown=kill9/log=limit is the worst case the default log limit
+//     allows: the N stashes in stash.db (closed cleanly), then 2 ×
+//     CheckpointBytes (256 MiB) of overwrites in the log, then SIGKILL.
+//   - shutdown=kill9/log=all is the same with checkpoints held off, so that
+//     all N stashes are in the log and none in stash.db: replay alone, as
+//     after checkpoints failed for a long time.
+//
+// The files are in the page cache, having just been written. Before each
+// Open the crash image is restored and the heap returned to the OS, so
+// that Open faults in fresh memory as a restarted process would.
 func BenchmarkReload(b *testing.B) {
 	n := envInt(b, "STASH_BENCH_RELOAD_N", 1_000_000)
+	type tc struct {
+		name  string
+		image string // directory to copy before each Open; "" opens dir itself
+		dir   string
+	}
+	var cases []tc
 	dir := b.TempDir()
 	populate(b, dir, n, 1024)
-	for _, crash := range []bool{false, true} {
-		name := "shutdown=clean"
-		if crash {
-			name = "shutdown=crash"
-		}
-		b.Run(name, func(b *testing.B) {
+	cases = append(cases, tc{name: "shutdown=clean", dir: dir})
+	for _, mode := range []string{"default", "limit", "all"} {
+		img := b.TempDir()
+		killedWriter(b, img, n, 1024, mode)
+		cases = append(cases, tc{name: "shutdown=kill9/log=" + mode, image: img, dir: b.TempDir()})
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
 			var total time.Duration
+			var st Stats
 			for range b.N {
 				b.StopTimer()
-				if crash {
-					dropFreelist(b, dir)
+				if c.image != "" {
+					copyTree(b, c.image, c.dir)
 				}
 				runtime.GC()
 				debug.FreeOSMemory()
 				b.StartTimer()
 				start := time.Now()
-				s, err := Open(Config{Dir: dir})
+				s, err := Open(Config{Dir: c.dir})
 				d := time.Since(start)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
 				}
-				if got := s.Stats().Loaded; got != int64(n) {
-					b.Fatalf("loaded %d of %d", got, n)
+				if st = s.Stats(); st.Loaded != int64(n) {
+					b.Fatalf("loaded %d of %d", st.Loaded, n)
 				}
 				if err := s.Close(); err != nil {
 					b.Fatal(err)
@@ -129,22 +150,133 @@ func BenchmarkReload(b *testing.B) {
 			avg := total / time.Duration(b.N)
 			b.ReportMetric(float64(n)/avg.Seconds(), "stashes/s")
 			b.ReportMetric(avg.Seconds(), "s/reload")
+			b.ReportMetric(float64(st.Replayed), "log-records")
 		})
 	}
 }
 
-// dropFreelist leaves the file as a crash would: without a freelist.
-func dropFreelist(b *testing.B, dir string) {
-	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+const (
+	killedDirEnv  = "STASH_STORAGE_KILLED_DIR"
+	killedNEnv    = "STASH_STORAGE_KILLED_N"
+	killedModeEnv = "STASH_STORAGE_KILLED_MODE"
+)
+
+// killedWriter runs a child process that writes n stashes of size bytes
+// into dir, syncs and waits to be killed with SIGKILL. mode is "default"
+// (default Config), "limit" (n stashes closed cleanly, then a full log
+// limit of overwrites) or "all" (no checkpoint at all).
+func killedWriter(b *testing.B, dir string, n, size int, mode string) {
+	b.Helper()
+	start := time.Now()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriterChild$", "-test.count=1")
+	cmd.Env = append(os.Environ(), killedDirEnv+"="+dir, killedNEnv+"="+strconv.Itoa(n), killedModeEnv+"="+mode)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	if err := db.Close(); err != nil {
+	l, err := bufio.NewReader(out).ReadString('\n')
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !strings.HasPrefix(l, "done") {
+		b.Fatalf("child: %q %v", l, err)
+	}
+	b.Logf("killed writer of %d × %d B after %v (mode %s): %s", n, size, time.Since(start).Round(time.Millisecond), mode, strings.TrimSpace(l))
+}
+
+// TestKilledWriterChild is killedWriter's child; it does nothing in a test run.
+func TestKilledWriterChild(t *testing.T) {
+	dir := os.Getenv(killedDirEnv)
+	if dir == "" {
+		t.Skip("child of BenchmarkReload")
+	}
+	n, _ := strconv.Atoi(os.Getenv(killedNEnv))
+	mode := os.Getenv(killedModeEnv)
+	cfg := Config{Dir: dir, Fsync: FsyncBatch}
+	noCkpt := cfg
+	noCkpt.CheckpointBytes, noCkpt.CheckpointInterval = 1<<50, time.Hour
+	if mode == "all" {
+		cfg = noCkpt
+	}
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := benchValue(rand.New(rand.NewPCG(1, 1)), 1024)
+	ctx := context.Background()
+	for i := range n {
+		if _, err := s.Apply(ctx, benchSlot(i), Stash{Key: benchKey(i), Value: val, Version: Version{1, uint64(i + 1)}}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if mode == "limit" {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = Open(noCkpt); err != nil {
+			t.Fatal(err)
+		}
+		limit := walCapFactor * DefaultConfig().CheckpointBytes
+		for i := 0; s.Stats().WALBytes < limit; i++ {
+			if _, err := s.Apply(ctx, benchSlot(i), Stash{Key: benchKey(i), Value: val, Version: Version{2, uint64(i + 1)}}, false); err != nil {
+				t.Fatal(err)
+			}
+			if i%10_000 == 0 {
+				s.Sync(ctx) // let WALBytes catch up
+			}
+		}
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := s.Stats()
+	fmt.Printf("done: log %d MiB, %d checkpoints\n", st.WALBytes>>20, st.Checkpoints)
+	time.Sleep(time.Hour) // until killed
+}
+
+// copyTree replaces dst with a copy of the regular files of src and of
+// its subdirectories, one level deep.
+func copyTree(b *testing.B, src, dst string) {
+	b.Helper()
+	if err := os.RemoveAll(dst); err != nil {
 		b.Fatal(err)
 	}
+	var walk func(src, dst string)
+	walk = func(src, dst string) {
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		des, err := os.ReadDir(src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, de := range des {
+			from, to := filepath.Join(src, de.Name()), filepath.Join(dst, de.Name())
+			if de.IsDir() {
+				walk(from, to)
+				continue
+			}
+			r, err := os.Open(from)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w, err := os.Create(to)
+			if err == nil {
+				_, err = io.Copy(w, r)
+			}
+			r.Close()
+			if cerr := w.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	walk(src, dst)
 }
 
 // BenchmarkMemoryOverhead inserts N stashes (N = $STASH_BENCH_MEM_N,
@@ -296,4 +428,53 @@ func BenchmarkServing(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkReplay measures replay alone: N log records of puts of 100 B
+// or 1 KiB (N = $STASH_BENCH_REPLAY_N, default 200,000) over distinct
+// keys, applied to an empty memory-only store, in segments of 64 MiB.
+func BenchmarkReplay(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		b.Run(fmt.Sprintf("value=%dB", size), func(b *testing.B) { benchReplay(b, size) })
+	}
+}
+
+func benchReplay(b *testing.B, size int) {
+	n := envInt(b, "STASH_BENCH_REPLAY_N", 200_000)
+	wal := filepath.Join(b.TempDir(), walDirName)
+	if err := os.MkdirAll(wal, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	val := benchValue(rand.New(rand.NewPCG(5, 5)), size)
+	seg, buf := uint64(1), walHeader()
+	for i := range n {
+		buf = appendWALFrame(buf, walPut, benchSlot(i), KindString, 0, 1, uint64(i+1), uint64(i+1), benchKey(i), val)
+		if len(buf) >= 64<<20 || i == n-1 {
+			if err := os.WriteFile(filepath.Join(wal, segmentName(seg)), buf, 0o600); err != nil {
+				b.Fatal(err)
+			}
+			seg, buf = seg+1, walHeader()
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		s, err := Open(Config{ReapInterval: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		b.StartTimer()
+		ws, rep, err := s.replay(wal, 0)
+		b.StopTimer()
+		if err != nil || rep.records != int64(n) || s.Stats().Stashes != int64(n) {
+			b.Fatalf("replayed %d: %v", rep.records, err)
+		}
+		ws.w.close()
+		os.Remove(filepath.Join(wal, segmentName(ws.w.seq)))
+		s.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(n*(size+60))*float64(b.N)/b.Elapsed().Seconds()/(1<<20), "MiB/s")
 }

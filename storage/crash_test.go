@@ -19,7 +19,11 @@ import (
 // The crash test re-executes the test binary as a child that writes under
 // FsyncAlways and prints a line for every acknowledged write; the parent
 // kills it with SIGKILL at a random moment, reopens the store and checks
-// that every acknowledged write is there, whole.
+// that every acknowledged write is there, whole, and no acknowledged
+// delete is undone. The child checkpoints all the time (tiny
+// CheckpointBytes and CheckpointInterval), so kills land before, during
+// and after checkpoints, and each reopen replays a log over a file that a
+// checkpoint may have left half-written.
 
 const (
 	crashDirEnv   = "STASH_STORAGE_CRASH_DIR"
@@ -68,9 +72,17 @@ func crashSlot(key string) uint16 {
 	return uint16(h.Sum32() % Slots)
 }
 
+// crashConfig is the child's Config in round: checkpoints every few writes
+// or every few milliseconds.
+func crashConfig(dir string, round int) Config {
+	return Config{Dir: dir, Fsync: FsyncAlways,
+		CheckpointBytes:    []int64{8 << 10, 64 << 10, 512 << 10}[round%3],
+		CheckpointInterval: 2 * time.Millisecond}
+}
+
 // runCrashChild writes forever; it never returns normally.
 func runCrashChild(dir string, round int) {
-	s, err := Open(Config{Dir: dir, Fsync: FsyncAlways})
+	s, err := Open(crashConfig(dir, round))
 	if err != nil {
 		fmt.Printf("error %v\n", err)
 		os.Exit(2)
@@ -82,6 +94,14 @@ func runCrashChild(dir string, round int) {
 		fmt.Fprintf(os.Stdout, format, args...)
 	}
 	say("ready\n")
+	go func() { // report checkpoints, so the parent can tell kills landed among them
+		for last := int64(-1); ; time.Sleep(time.Millisecond) {
+			if n := s.Stats().Checkpoints; n != last {
+				say("ckpt - %d\n", n)
+				last = n
+			}
+		}
+	}()
 	var wg sync.WaitGroup
 	for w := range crashWriters {
 		wg.Add(1)
@@ -136,7 +156,12 @@ func TestCrashKill9(t *testing.T) {
 	dir := t.TempDir()
 	acked := map[string]ack{}
 	tried := map[string]int{}
-	for round := 1; round <= 3; round++ {
+	rounds := 10
+	if raceEnabled {
+		rounds = 5
+	}
+	var ckpts int
+	for round := 1; round <= rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKill9$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashRoundEnv+"="+strconv.Itoa(round))
 		cmd.Stderr = os.Stderr
@@ -159,6 +184,7 @@ func TestCrashKill9(t *testing.T) {
 			acks  map[string]ack
 			tries map[string]int // highest attempted delete per key
 			n     int
+			ckpts int // checkpoints the child reported
 			err   error
 		}
 		done := make(chan result, 1)
@@ -175,9 +201,13 @@ func TestCrashKill9(t *testing.T) {
 				}
 				var op, key string
 				var n int
-				if _, err := fmt.Sscanf(l, "%s %s %d", &op, &key, &n); err != nil || (op != "put" && op != "del" && op != "try") {
+				if _, err := fmt.Sscanf(l, "%s %s %d", &op, &key, &n); err != nil || (op != "put" && op != "del" && op != "try" && op != "ckpt") {
 					res.err = fmt.Errorf("child said %q", l)
 					break
+				}
+				if op == "ckpt" {
+					res.ckpts = n
+					continue
 				}
 				if op == "try" {
 					res.tries[key] = n
@@ -216,15 +246,19 @@ func TestCrashKill9(t *testing.T) {
 		for k, n := range res.tries {
 			tried[k] = n
 		}
-		t.Logf("round %d: killed after %d acknowledged writes (%d read in all)", round, killAt, res.n)
+		ckpts += res.ckpts
+		t.Logf("round %d: killed after %d acknowledged writes (%d read in all) and %d checkpoints", round, killAt, res.n, res.ckpts)
 
 		s, err := Open(Config{Dir: dir})
 		if err != nil {
 			t.Fatalf("round %d: reopen after kill -9: %v", round, err)
 		}
-		if c := s.Stats().Corrupt; c != 0 {
-			t.Errorf("round %d: %d corrupt records", round, c)
+		st := s.Stats()
+		if st.Corrupt != 0 {
+			t.Errorf("round %d: %d corrupt records", round, st.Corrupt)
 		}
+		t.Logf("round %d: reopened: %d stashes, %d log records replayed, %d torn bytes cut, in %v",
+			round, st.Stashes, st.Replayed, st.WALDiscarded, st.LoadedIn)
 		for w := range crashWriters {
 			for i := range crashKeys {
 				key := crashKey(w, i)
@@ -254,5 +288,8 @@ func TestCrashKill9(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+	if ckpts == 0 {
+		t.Fatal("the child never checkpointed")
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,4 +106,34 @@ func (w *syncBuffer) String() string {
 // testLogger returns a logger writing text to buf.
 func testLogger(buf *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// readLog returns the records of every log segment in dir, in order, up to
+// the first bad frame. Keys and values are copies.
+func readLog(t testing.TB, dir string) []walRecord {
+	t.Helper()
+	segs, err := listSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []walRecord
+	for _, sg := range segs {
+		b, err := os.ReadFile(filepath.Join(dir, segmentName(sg.seq)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) < walHdrLen {
+			t.Fatalf("segment %d: %d bytes", sg.seq, len(b))
+		}
+		for b = b[walHdrLen:]; len(b) > 0; {
+			r, n, err := decodeWALFrame(b)
+			if err != nil {
+				return recs
+			}
+			r.key, r.value = bytes.Clone(r.key), bytes.Clone(r.value)
+			recs = append(recs, r)
+			b = b[n:]
+		}
+	}
+	return recs
 }

@@ -27,7 +27,8 @@ const (
 	maxCorruptLogs = 100
 )
 
-// openDisk opens stash.db, reloads it into memory and starts the batcher.
+// openDisk opens stash.db, reloads it into memory, replays the log over
+// it and starts the batcher.
 func (s *Store) openDisk() (err error) {
 	start := time.Now()
 	cfg := s.cfg
@@ -37,8 +38,9 @@ func (s *Store) openDisk() (err error) {
 	path := filepath.Join(cfg.Dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: cfg.LockTimeout,
-		// Commits write no freelist; Open rebuilds it by walking the file.
-		NoFreelistSync:  true,
+		// Checkpoints are rare and large, so each writes bbolt's freelist:
+		// Open, even after a crash, reads it instead of walking the file.
+		NoFreelistSync:  false,
 		FreelistType:    bolt.FreelistMapType,
 		InitialMmapSize: cfg.MmapSize,
 		NoSync:          cfg.Fsync == FsyncNever,
@@ -61,8 +63,13 @@ func (s *Store) openDisk() (err error) {
 		return fmt.Errorf("storage: open %s: %w", path, err)
 	}
 	hw := make([]uint64, Slots) // sequence high-water persisted in meta
+	var walCkpt uint64          // highest log segment moved into stash.db
 	err = db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(metaWALCkpt); len(v) == 8 {
+			walCkpt = binary.BigEndian.Uint64(v)
+		}
+		return meta.ForEach(func(k, v []byte) error {
 			if len(k) == 3 && k[0] == 's' {
 				slot := binary.BigEndian.Uint16(k[1:])
 				if slot < Slots && len(v) == 8 {
@@ -88,20 +95,29 @@ func (s *Store) openDisk() (err error) {
 			return fmt.Errorf("storage: quarantine corrupt records: %w", err)
 		}
 	}
+	loadedIn := time.Since(start)
+
+	ws, rep, err := s.replay(filepath.Join(cfg.Dir, walDirName), walCkpt)
+	if err != nil {
+		return fmt.Errorf("storage: replaying the log: %w", err)
+	}
+	// Expired records are deleted by the next checkpoint, which writes the
+	// key's state in memory: absent, unless the log put it back.
+	for _, k := range res.expired {
+		ws.dirty.add(k)
+	}
 
 	s.db = db
-	s.bt = newBatcher(db, cfg, hw)
-	// Expired records are deleted through the batcher, in the background.
-	// enqueue fails only after close, which cannot have happened yet.
-	for _, k := range res.expired {
-		_, _ = s.bt.enqueue(k, wval{del: true}, false)
-	}
-	s.loaded = res.loaded
+	s.bt = newBatcher(db, s, cfg, hw, ws)
+	s.loaded = s.stashes.Load()
 	s.corrupt = int64(len(res.corrupt))
+	s.replayed = rep.records
+	s.walDiscarded = rep.discarded
 	s.loadedIn = time.Since(start)
 	s.log.Info("storage: opened", "path", path, "fsync", cfg.Fsync.String(),
-		"stashes", res.loaded, "expired", len(res.expired), "corrupt", len(res.corrupt),
-		"took", s.loadedIn)
+		"stashes", s.loaded, "from_db", res.loaded, "expired", len(res.expired), "corrupt", len(res.corrupt),
+		"log_records", rep.records, "log_segments", len(ws.sealed), "log_bytes", ws.bytes,
+		"load_took", loadedIn, "took", s.loadedIn)
 	return nil
 }
 
@@ -115,10 +131,13 @@ func initBuckets(db *bolt.DB) error {
 			return nil
 		}
 		v := meta.Get(metaFormat)
-		if v != nil && (len(v) != 4 || binary.BigEndian.Uint32(v) != formatVersion) {
-			return fmt.Errorf("%w: format %x, this build reads %d", ErrFormat, v, formatVersion)
+		if v != nil && (len(v) != 4 || binary.BigEndian.Uint32(v) > formatVersion || binary.BigEndian.Uint32(v) == 0) {
+			return fmt.Errorf("%w: format %x, this build reads up to %d", ErrFormat, v, formatVersion)
 		}
-		ready = v != nil && tx.Bucket(bucketData) != nil
+		// A format 1 file (no log) is marked format 2 before any log is
+		// written next to it, so that a build that does not know the log
+		// refuses the directory instead of ignoring the log.
+		ready = v != nil && binary.BigEndian.Uint32(v) == formatVersion && tx.Bucket(bucketData) != nil
 		return nil
 	})
 	if err != nil || ready {

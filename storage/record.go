@@ -8,7 +8,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// On-disk layout (format 1).
+// On-disk layout of stash.db (format 2; format 1 lacked "walckpt" and the
+// log, and is upgraded in place at Open).
 //
 // Bucket "stashes": one record per stash.
 //
@@ -22,13 +23,15 @@ import (
 //
 // Bucket "meta": "format" → uint32 BE format version; "s" ++ slot (2 bytes)
 // → uint64 BE sequence high-water of that slot, so that sequences never go
-// backwards after the stash that carried the highest one was deleted.
+// backwards after the stash that carried the highest one was deleted;
+// "walckpt" → uint64 BE, the highest write-ahead log segment (wal.go)
+// whose changes are in this file.
 //
 // Bucket "quarantine": records rejected as corrupt at load, moved aside
 // with their bytes unchanged for inspection.
 
 const (
-	formatVersion = 1
+	formatVersion = 2
 	recHdrLen     = 1 + 8 + 4 + 8 + 4
 	recCRCOff     = recHdrLen - 4
 

@@ -67,8 +67,9 @@ type Store struct {
 	stashes, bytes, expired atomic.Int64
 
 	// Set by Open before the Store is returned; read-only afterwards.
-	loaded, corrupt int64
-	loadedIn        time.Duration
+	loaded, corrupt        int64
+	replayed, walDiscarded int64
+	loadedIn               time.Duration
 
 	closeMu sync.Mutex // serialises Close
 	closed  atomic.Bool
@@ -77,10 +78,11 @@ type Store struct {
 }
 
 // Open returns a Store configured by cfg. With cfg.Dir set it creates the
-// directory, opens (or creates) Dir/stash.db and reloads every non-expired
-// stash before returning; corrupt records are logged, counted in
-// Stats.Corrupt and moved to a quarantine bucket. Open starts the committer
-// and reaper goroutines, which Close stops.
+// directory, opens (or creates) Dir/stash.db, reloads every non-expired
+// stash and replays the write-ahead log in Dir/wal over them before
+// returning; corrupt records are logged, counted in Stats.Corrupt and
+// moved to a quarantine bucket, and a torn log tail is cut off. Open starts
+// the committer, checkpointer and reaper goroutines, which Close stops.
 func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -107,7 +109,9 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Close commits pending writes, stops the goroutines and closes the file.
+// Close commits pending writes, checkpoints the whole log into stash.db
+// (so that the next Open replays nothing), stops the goroutines and closes
+// the files.
 // It is safe to call more than once; later calls return nil. Afterwards
 // every method returns ErrClosed (Get reports a miss, Scan and ScanSlot
 // visit nothing).
@@ -205,10 +209,22 @@ func (s *Store) Update(ctx context.Context, slot uint16, key string, fn func(cur
 		return OpKeep, fmt.Errorf("%w: key of %d bytes (max %d)", ErrTooLarge, len(key), MaxKeyLen)
 	}
 	op, b, err := s.update(slot, key, fn)
-	if err != nil || b == nil || s.cfg.Fsync != FsyncAlways {
+	if err != nil || b == nil {
 		return op, err
 	}
-	return op, wait(ctx, b)
+	return op, s.settle(ctx, b)
+}
+
+// settle waits, after a change was enqueued in batch b, for what the
+// writer must wait for: b's commit under FsyncAlways, and a checkpoint if
+// the log is over its limit.
+func (s *Store) settle(ctx context.Context, b *batch) error {
+	if s.cfg.Fsync == FsyncAlways {
+		if err := wait(ctx, b); err != nil {
+			return err
+		}
+	}
+	return s.bt.throttle(ctx)
 }
 
 func (s *Store) update(slot uint16, key string, fn func(Stash, bool) (Stash, Op)) (Op, *batch, error) {
@@ -280,10 +296,10 @@ func (s *Store) Apply(ctx context.Context, slot uint16, st Stash, del bool) (boo
 		}
 	}
 	applied, b, err := s.apply(slot, &st, del)
-	if err != nil || b == nil || s.cfg.Fsync != FsyncAlways {
+	if err != nil || b == nil {
 		return applied, err
 	}
-	return applied, wait(ctx, b)
+	return applied, s.settle(ctx, b)
 }
 
 func (s *Store) apply(slot uint16, st *Stash, del bool) (bool, *batch, error) {
@@ -573,12 +589,19 @@ func (s *Store) Stats() Stats {
 		Loaded:   s.loaded,
 		LoadedIn: s.loadedIn,
 		Corrupt:  s.corrupt,
+		Replayed: s.replayed,
+
+		WALDiscarded: s.walDiscarded,
 	}
 	if s.bt != nil {
 		st.Commits = s.bt.commits.Load()
 		st.Writes = s.bt.writes.Load()
 		st.Failed = s.bt.failed.Load()
 		st.Pending = s.bt.pending()
+		st.WALBytes = s.bt.walBytes.Load()
+		st.Checkpoints = s.bt.checkpoints.Load()
+		st.CheckpointFailed = s.bt.ckptFailed.Load()
+		st.Stalls = s.bt.stalls.Load()
 	}
 	return st
 }

@@ -585,8 +585,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"zero", Config{}, nil},
 		{"defaults", DefaultConfig(), nil},
-		{"all bad", Config{Fsync: 7, BatchInterval: -1, ReapInterval: -1, MmapSize: -1, LockTimeout: -1},
-			[]string{"Fsync", "BatchInterval", "ReapInterval", "MmapSize", "LockTimeout"}},
+		{"all bad", Config{Fsync: 7, BatchInterval: -1, ReapInterval: -1, CheckpointBytes: -1, CheckpointInterval: -1, MmapSize: -1, LockTimeout: -1},
+			[]string{"Fsync", "BatchInterval", "ReapInterval", "CheckpointBytes", "CheckpointInterval", "MmapSize", "LockTimeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -80,8 +80,8 @@ func (f Fsync) String() string {
 
 // Config configures a Store. The zero value is a working in-memory store.
 type Config struct {
-	// Dir holds the bbolt file (stash.db); Open creates it. Empty: memory
-	// only, nothing survives Close.
+	// Dir holds the bbolt file (stash.db) and the write-ahead log (wal/);
+	// Open creates them. Empty: memory only, nothing survives Close.
 	Dir string
 	// Fsync policy for writes. Default FsyncBatch.
 	Fsync Fsync
@@ -91,6 +91,19 @@ type Config struct {
 	// ReapInterval is how often the reaper looks for expired stashes.
 	// Default 100ms.
 	ReapInterval time.Duration
+	// CheckpointBytes is the size, in bytes, of write-ahead log after which
+	// a checkpoint moves the changes it holds into stash.db and removes it.
+	// A checkpoint costs about as much as rewriting the pages of stash.db
+	// that the changed keys live on, so larger values cost less per write
+	// when a working set is rewritten often, and make Open after a crash
+	// replay more. While the log exceeds 2 × CheckpointBytes (writers
+	// outrunning the checkpointer), Update and Apply wait for a checkpoint
+	// before they return, so that a crash leaves at most about that much
+	// log to replay. Default 128 MiB.
+	CheckpointBytes int64
+	// CheckpointInterval is the longest a logged change waits for a
+	// checkpoint when the log stays under CheckpointBytes. Default 30s.
+	CheckpointInterval time.Duration
 	// MmapSize is the initial size, in bytes, of bbolt's memory map. When
 	// the file outgrows the map bbolt remaps it, stalling commits; a
 	// generous map costs only address space. Default 1 GiB.
@@ -103,8 +116,9 @@ type Config struct {
 	// Logger receives open/reload/reaper decisions. Nil discards.
 	Logger *slog.Logger
 	// ObserveFsync, if set, is called by the committer goroutine after each
-	// commit with its duration (including fsync, unless FsyncNever) and the
-	// number of writes it carried. It must not block.
+	// commit (one append to the write-ahead log) with its duration
+	// (including fsync, unless FsyncNever) and the number of writes it
+	// carried. It must not block.
 	ObserveFsync func(d time.Duration, writes int)
 }
 
@@ -112,12 +126,14 @@ type Config struct {
 // (memory only).
 func DefaultConfig() Config {
 	return Config{
-		Fsync:         FsyncBatch,
-		BatchInterval: 10 * time.Millisecond,
-		ReapInterval:  100 * time.Millisecond,
-		MmapSize:      1 << 30,
-		LockTimeout:   10 * time.Second,
-		Now:           time.Now,
+		Fsync:              FsyncBatch,
+		BatchInterval:      10 * time.Millisecond,
+		ReapInterval:       100 * time.Millisecond,
+		CheckpointBytes:    128 << 20,
+		CheckpointInterval: 30 * time.Second,
+		MmapSize:           1 << 30,
+		LockTimeout:        10 * time.Second,
+		Now:                time.Now,
 	}
 }
 
@@ -129,6 +145,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReapInterval == 0 {
 		c.ReapInterval = d.ReapInterval
+	}
+	if c.CheckpointBytes == 0 {
+		c.CheckpointBytes = d.CheckpointBytes
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = d.CheckpointInterval
 	}
 	if c.MmapSize == 0 {
 		c.MmapSize = d.MmapSize
@@ -158,6 +180,12 @@ func (c Config) Validate() error {
 	if c.ReapInterval < 0 {
 		errs = append(errs, fmt.Errorf("ReapInterval: %v is negative", c.ReapInterval))
 	}
+	if c.CheckpointBytes < 0 {
+		errs = append(errs, fmt.Errorf("CheckpointBytes: %d is negative", c.CheckpointBytes))
+	}
+	if c.CheckpointInterval < 0 {
+		errs = append(errs, fmt.Errorf("CheckpointInterval: %v is negative", c.CheckpointInterval))
+	}
 	if c.MmapSize < 0 {
 		errs = append(errs, fmt.Errorf("MmapSize: %d is negative", c.MmapSize))
 	}
@@ -175,11 +203,18 @@ type Stats struct {
 	Stashes  int64         // live entries (expired but not yet reaped included)
 	Bytes    int64         // sum of key and value bytes of those entries
 	Expired  int64         // stashes removed because they expired (reaper, or a delete of an expired stash) since Open
-	Commits  int64         // successful batcher commits since Open
+	Commits  int64         // successful batcher commits (appends to the write-ahead log) since Open
 	Writes   int64         // writes carried by those commits (after coalescing)
 	Pending  int64         // writes waiting in the batcher for the next commit
 	Failed   int64         // batcher commits that failed (their writes are retried)
-	LoadedIn time.Duration // time Open spent reloading from disk
-	Loaded   int64         // stashes loaded from disk at Open
+	LoadedIn time.Duration // time Open spent reloading from disk (stash.db and the log)
+	Loaded   int64         // stashes held after Open reloaded stash.db and replayed the log
 	Corrupt  int64         // records rejected as corrupt at Open (moved to the quarantine bucket)
+
+	WALBytes         int64 // bytes of write-ahead log a crash now would replay (not yet covered by a checkpoint)
+	Checkpoints      int64 // successful checkpoints (log moved into stash.db) since Open
+	CheckpointFailed int64 // checkpoints that failed (retried; the log is kept meanwhile)
+	Stalls           int64 // writes held back because the log was over 2 × CheckpointBytes (see Config.CheckpointBytes)
+	Replayed         int64 // log records replayed at Open
+	WALDiscarded     int64 // bytes of log dropped at Open as a torn or corrupt tail
 }

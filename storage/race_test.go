@@ -1,0 +1,6 @@
+//go:build race
+
+package storage
+
+// raceEnabled reports a build with the race detector, which is slower.
+const raceEnabled = true
