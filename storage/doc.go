@@ -134,12 +134,15 @@
 //     not logged yet (so not acknowledged under FsyncAlways); across keys
 //     the state is therefore not always a prefix of the history: an
 //     unacknowledged write, DropSlot or FlushAll may be partly there.
-//   - Reload after a crash costs the log replay on top of the load: here
-//     replay applies about 400k records of 1 KiB a second (900k of 100 B),
-//     so the default bound of 256 MiB of log adds up to about 0.6 s (1.8 s
-//     if the log is all small records). If checkpoints keep failing the
-//     log grows without bound (writers are not held then) and so does
-//     replay.
+//   - Reload after a crash costs the log replay on top of the load. Here
+//     (2 noisy cores) replay applies 330–440k records of 1 KiB a second
+//     (480–880k of 100 B; BenchmarkReplay), and Open of 1M × 1 KiB stashes
+//     took 1.3–2.6 s after kill -9 with the full default log limit of
+//     256 MiB, against 1.1–2.5 s after a clean Close (BenchmarkReload). The
+//     limit is in bytes, so a log of small records replays longer: 256 MiB
+//     of 100 B records is about 2–3.5 s. If checkpoints keep failing the
+//     log grows without bound (writers are not held then), and so does
+//     replay: 3.3–3.9 s for 1M × 1 KiB all in the log.
 //   - A checkpoint costs what rewriting the bbolt pages of its keys costs:
 //     bbolt writes pages one pwrite each, and inserts fresh 1 KiB keys at
 //     only some 50–100k a second here, so a writer adding new keys faster
