@@ -76,7 +76,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{cfg: cfg, log: log, start: time.Now()}
+	n := &Node{log: log, start: time.Now()} // cfg is set below, once Now is final
 	base := cfg.Now
 	if base == nil {
 		base = time.Now

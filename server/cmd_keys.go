@@ -274,17 +274,7 @@ func cmdGetEx(c *client, args [][]byte) {
 		return
 	}
 	now := c.nowMs()
-	var old storage.Stash
-	var had, wrongType bool
-	if !c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
-		had, old = ok, cur
-		if !ok {
-			return cur, storage.OpKeep
-		}
-		if cur.Kind != storage.KindString {
-			wrongType = true
-			return cur, storage.OpKeep
-		}
+	c.getAndChange(args[1], func(cur storage.Stash) (storage.Stash, storage.Op) {
 		if ex.persist {
 			if cur.ExpireAt == 0 {
 				return cur, storage.OpKeep
@@ -298,23 +288,21 @@ func cmdGetEx(c *client, args [][]byte) {
 		}
 		cur.Version = storage.Version{}
 		return cur, storage.OpPut
-	}) {
-		return
-	}
-	switch {
-	case wrongType:
-		c.err(errWrongType)
-	case !had:
-		c.wr.Null()
-	default:
-		c.wr.BulkString(old.Value)
-	}
+	})
 }
 
 func cmdGetDel(c *client, args [][]byte) {
+	c.getAndChange(args[1], func(cur storage.Stash) (storage.Stash, storage.Op) {
+		return cur, storage.OpDelete
+	})
+}
+
+// getAndChange applies change to a live string stash and replies with the
+// value it had: nil when missing, WRONGTYPE (and no change) for a hash.
+func (c *client) getAndChange(key []byte, change func(cur storage.Stash) (storage.Stash, storage.Op)) {
 	var old storage.Stash
 	var had, wrongType bool
-	if !c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+	if !c.update(key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
 		had, old = ok, cur
 		if !ok {
 			return cur, storage.OpKeep
@@ -323,7 +311,7 @@ func cmdGetDel(c *client, args [][]byte) {
 			wrongType = true
 			return cur, storage.OpKeep
 		}
-		return cur, storage.OpDelete
+		return change(cur)
 	}) {
 		return
 	}
