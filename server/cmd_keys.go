@@ -23,7 +23,8 @@ func parseInt(b []byte) (int64, bool) {
 	return n, err == nil
 }
 
-func (c *client) nowMs() int64 { return c.srv.cfg.Now().UnixMilli() }
+// nowMs is the node's clock when the command being served started.
+func (c *client) nowMs() int64 { return c.now.UnixMilli() }
 
 // tooBig replies with the value-size error when n exceeds the limit.
 func (c *client) tooBig(n int) bool {
@@ -39,7 +40,11 @@ func (c *client) tooBig(n int) bool {
 func (c *client) update(key []byte, fn func(cur storage.Stash, ok bool) (storage.Stash, storage.Op)) bool {
 	ctx, cancel := c.ctx()
 	defer cancel()
-	k := string(key)
+	// The store copies the key if it keeps it.
+	k := ""
+	if len(key) > 0 {
+		k = unsafe.String(&key[0], len(key))
+	}
 	_, err := c.srv.kv.Update(ctx, ring.Slot(k), k, fn)
 	if err != nil {
 		c.storageErr(err)
@@ -183,24 +188,33 @@ func cmdSet(c *client, args [][]byte) {
 	c.set(args[1], args[2], nx, xx, get, ex)
 }
 
+// setResult is what set's update callback found; one allocation instead of
+// one per captured variable.
+type setResult struct {
+	old                   storage.Stash
+	had, wrote, wrongType bool
+}
+
 func (c *client) set(key, value []byte, nx, xx, get bool, ex expireOpt) {
 	if c.tooBig(len(value)) {
 		return
 	}
-	v := string(value)
+	v := c.rd.Take(value)
 	now := c.nowMs()
-	var old storage.Stash
-	var had, wrote, wrongType bool
+	r := &setResult{}
 	ok := c.update(key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
-		had, old = ok, cur
+		r.had = ok
+		if get {
+			r.old = cur
+		}
 		if get && ok && cur.Kind != storage.KindString {
-			wrongType = true
+			r.wrongType = true
 			return cur, storage.OpKeep
 		}
 		if (nx && ok) || (xx && !ok) {
 			return cur, storage.OpKeep
 		}
-		wrote = true
+		r.wrote = true
 		next := storage.Stash{Kind: storage.KindString, Value: v}
 		switch {
 		case ex.set:
@@ -218,15 +232,15 @@ func (c *client) set(key, value []byte, nx, xx, get bool, ex expireOpt) {
 	})
 	switch {
 	case !ok:
-	case wrongType:
+	case r.wrongType:
 		c.err(errWrongType)
 	case get:
-		if had {
-			c.wr.BulkString(old.Value)
+		if r.had {
+			c.wr.BulkString(r.old.Value)
 		} else {
 			c.wr.Null()
 		}
-	case wrote:
+	case r.wrote:
 		c.wr.OK()
 	default:
 		c.wr.Null()
@@ -251,7 +265,7 @@ func cmdSetNX(c *client, args [][]byte) {
 	if c.tooBig(len(args[2])) {
 		return
 	}
-	v := string(args[2])
+	v := c.rd.Take(args[2])
 	wrote := false
 	if c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
 		if ok {

@@ -122,14 +122,15 @@ func (c *client) dispatch(args [][]byte) {
 		return
 	}
 	c.lastCmd = cmd.name
+	// One clock read serves both expiry decisions and the latency metric.
+	c.now = s.cfg.Now()
 	if cmd.m == nil {
 		cmd.fn(c, args)
 		return
 	}
-	start := time.Now()
 	c.failed = false
 	cmd.fn(c, args)
-	cmd.m.observe(!c.failed, time.Since(start))
+	cmd.m.observe(!c.failed, time.Since(c.now))
 }
 
 func (c *client) unknown(args [][]byte) {

@@ -270,6 +270,7 @@ type client struct {
 	libName  string
 	libVer   string
 	lastCmd  string
+	now      time.Time // when the command being served started (cfg.Now)
 	quit     bool
 	failed   bool
 	stopping atomic.Bool

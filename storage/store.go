@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -190,8 +191,10 @@ func (s *Store) SetEpoch(e uint32) { s.epoch.Store(e) }
 //   - OpKeep changes nothing.
 //
 // fn must not block and must not call the Store (the slot lock is held).
-// The store keeps key (when it inserts) and next.Value as given: they must
-// be real, immutable strings, and should not pin a larger buffer.
+// Like Get, Update does not retain key (it copies it when it inserts), so
+// key may point into a buffer the caller reuses. It keeps next.Value as
+// given: that must be a real, immutable string, and should not pin a
+// larger buffer.
 //
 // Update returns once the change is in memory and enqueued for the
 // batcher. Under FsyncAlways it then waits, holding no lock, for the group
@@ -252,6 +255,9 @@ func (s *Store) update(slot uint16, key string, fn func(Stash, bool) (Stash, Op)
 			next.Version = Version{Epoch: s.epoch.Load(), Seq: sl.seq}
 		} else {
 			sl.seq = max(sl.seq, next.Version.Seq)
+		}
+		if i < 0 {
+			key = strings.Clone(key) // the caller's key may be transient
 		}
 		k := s.putLocked(sl, h, i, key, &next)
 		b, err := s.enqueue(slot, sl, k, &next, false)

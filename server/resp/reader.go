@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"unsafe"
 )
 
 // Limits bound what one request may make the reader hold in memory.
@@ -77,7 +78,16 @@ type Reader struct {
 	lim  Limits
 	args [][]byte
 	slab []byte
+	lens []int // bulk lengths of the request being read; -1 marks a detached one
+	// detached are the arguments of the last request that have buffers of
+	// their own (see detachMin).
+	detached [][]byte
 }
+
+// detachMin is the size from which a bulk argument gets an allocation of
+// its own instead of a place in the shared slab, so Take can hand it over
+// without a copy. Values that big are usually stored.
+const detachMin = 256
 
 // NewReader wraps r.
 func NewReader(r io.Reader, lim Limits) *Reader {
@@ -141,12 +151,12 @@ func (r *Reader) readMulti() ([][]byte, error) {
 	r.args = r.args[:0]
 	size := 0
 	tooLarge := false
-	var lens []int
 	if cap(r.args) < n && n <= 1024 {
 		r.args = make([][]byte, 0, n)
 	}
 	r.slab = r.slab[:0]
-	lens = nil
+	r.lens = r.lens[:0]
+	r.dropDetached()
 	for i := 0; i < n; i++ {
 		ln, err := r.line()
 		if err != nil {
@@ -167,17 +177,25 @@ func (r *Reader) readMulti() ([][]byte, error) {
 		if !tooLarge && size > r.lim.MaxRequestBytes {
 			tooLarge = true
 		}
-		if tooLarge {
+		switch {
+		case tooLarge:
 			if _, err := r.br.Discard(l); err != nil {
 				return nil, err
 			}
-		} else {
+		case l >= detachMin:
+			b := make([]byte, l)
+			if _, err := io.ReadFull(r.br, b); err != nil {
+				return nil, err
+			}
+			r.detached = append(r.detached, b)
+			r.lens = append(r.lens, -1)
+		default:
 			start := len(r.slab)
 			r.slab = grow(r.slab, l)
 			if _, err := io.ReadFull(r.br, r.slab[start:start+l]); err != nil {
 				return nil, err
 			}
-			lens = append(lens, l)
+			r.lens = append(r.lens, l)
 		}
 		if err := r.crlf(); err != nil {
 			return nil, err
@@ -187,12 +205,38 @@ func (r *Reader) readMulti() ([][]byte, error) {
 		return nil, &TooLargeError{Size: size, Limit: r.lim.MaxRequestBytes}
 	}
 	// Slice the slab only now: it may have moved while growing.
-	off := 0
-	for _, l := range lens {
+	off, d := 0, 0
+	for _, l := range r.lens {
+		if l < 0 {
+			r.args = append(r.args, r.detached[d])
+			d++
+			continue
+		}
 		r.args = append(r.args, r.slab[off:off+l:off+l])
 		off += l
 	}
 	return r.args, nil
+}
+
+// Take returns arg, an argument of the last request, as a string the caller
+// may keep. A large argument has a buffer of its own that the reader never
+// reuses; it is handed over without a copy. Others are copied.
+func (r *Reader) Take(arg []byte) string {
+	if len(arg) >= detachMin {
+		for _, d := range r.detached {
+			if len(d) == len(arg) && unsafe.SliceData(d) == unsafe.SliceData(arg) {
+				return unsafe.String(unsafe.SliceData(arg), len(arg))
+			}
+		}
+	}
+	return string(arg)
+}
+
+// dropDetached forgets the last request's own buffers (their owners, if
+// any, keep them alive).
+func (r *Reader) dropDetached() {
+	clear(r.detached)
+	r.detached = r.detached[:0]
 }
 
 func grow(b []byte, n int) []byte {
@@ -221,6 +265,7 @@ func (r *Reader) crlf() error {
 
 func (r *Reader) readInline() ([][]byte, error) {
 	r.slab = r.slab[:0]
+	r.dropDetached()
 	for {
 		chunk, err := r.br.ReadSlice('\n')
 		if len(r.slab)+len(chunk) > r.lim.MaxInlineBytes {

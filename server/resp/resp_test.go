@@ -3,9 +3,11 @@ package resp
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func readAll(t testing.TB, in string, lim Limits) ([][]string, error) {
@@ -169,5 +171,43 @@ func BenchmarkReadCommand(b *testing.B) {
 			rd.Reset(in)
 			r = NewReader(rd, Limits{})
 		}
+	}
+}
+
+// Take hands a large argument over without a copy, and the reader never
+// writes to it again; small arguments are copied, so later requests cannot
+// change a string Take returned.
+func TestTakeKeepsArgumentsIntact(t *testing.T) {
+	big1 := strings.Repeat("a", detachMin)
+	big2 := strings.Repeat("b", detachMin+10)
+	var in strings.Builder
+	for _, v := range []string{big1, "small1", big2, "small2"} {
+		fmt.Fprintf(&in, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$%d\r\n%s\r\n", len(v), v)
+	}
+	r := NewReader(strings.NewReader(in.String()), Limits{})
+	var got []string
+	var shared []bool
+	for range 4 {
+		args, err := r.ReadCommand()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := r.Take(args[2])
+		got = append(got, s)
+		shared = append(shared, unsafe.StringData(s) == unsafe.SliceData(args[2]))
+		// A string taken from a request's arguments must not alias the
+		// buffers the next request is read into.
+		if k := r.Take(args[1]); k != "k" || unsafe.StringData(k) == unsafe.SliceData(args[1]) {
+			t.Fatalf("small argument not copied")
+		}
+	}
+	want := []string{big1, "small1", big2, "small2"}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("request %d: taken value changed (len %d, want %d)", i, len(got[i]), len(want[i]))
+		}
+	}
+	if !shared[0] || shared[1] || !shared[2] || shared[3] {
+		t.Errorf("shared = %v, want large arguments handed over without a copy", shared)
 	}
 }
