@@ -131,7 +131,7 @@ func cmdHello(c *client, args [][]byte) {
 	w.BulkString("id")
 	w.Int(c.id)
 	w.BulkString("mode")
-	w.BulkString("standalone")
+	w.BulkString(c.srv.mode())
 	w.BulkString("role")
 	w.BulkString("master")
 	w.BulkString("modules")
@@ -214,10 +214,23 @@ func cmdClient(c *client, args [][]byte) {
 		c.wr.Verbatim(b.String())
 	case "no-evict", "no-touch":
 		c.wr.OK()
+	case "capa":
+		// Any capability is accepted; "redirect" makes the connection
+		// cluster-aware: it gets -MOVED instead of forwarded commands.
+		if len(args) < 3 {
+			c.arityErr("client|capa")
+			return
+		}
+		for _, a := range args[2:] {
+			if eq(a, "redirect") {
+				c.redirect = true
+			}
+		}
+		c.wr.OK()
 	case "help":
 		lines := []string{
 			"CLIENT <subcommand> [<arg> ...]. Subcommands are:",
-			"ID", "SETNAME <name>", "GETNAME", "SETINFO <LIB-NAME|LIB-VER> <value>", "INFO", "LIST", "HELP",
+			"ID", "SETNAME <name>", "GETNAME", "SETINFO <LIB-NAME|LIB-VER> <value>", "INFO", "LIST", "CAPA <option> [<option> ...]", "HELP",
 		}
 		c.wr.Array(len(lines))
 		for _, l := range lines {
@@ -335,7 +348,35 @@ func (c *client) commandInfo(cmd *command) {
 	w.Array(0) // subcommands
 }
 
-func cmdDBSize(c *client, args [][]byte) { c.wr.Int(c.srv.kv.Stats().Stashes) }
+func cmdDBSize(c *client, args [][]byte) { c.wr.Int(c.srv.dbsize()) }
+
+// dbsize counts the stashes this node answers for: all of them on a single
+// node; in a cluster, those of the slots it serves as primary (a node also
+// holds replicas of other nodes' slots).
+func (s *RESP) dbsize() int64 {
+	if s.cfg.Router == nil {
+		return s.kv.Stats().Stashes
+	}
+	var n int64
+	for slot := range uint16(ring.Slots) {
+		if k := s.kv.SlotCount(slot); k > 0 && s.primary(slot) {
+			n += int64(k)
+		}
+	}
+	return n
+}
+
+// primary reports whether this node serves slot as its primary (reads
+// without READONLY run here). Only with a Router.
+func (s *RESP) primary(slot uint16) bool { return s.cfg.Router.Route(slot, false, false).Local }
+
+// mode is the redis_mode of INFO and the mode of HELLO.
+func (s *RESP) mode() string {
+	if s.cfg.Router != nil {
+		return "cluster"
+	}
+	return "standalone"
+}
 
 func cmdTime(c *client, args [][]byte) {
 	now := c.srv.cfg.Now()
@@ -377,7 +418,7 @@ func cmdInfo(c *client, args [][]byte) {
 	section("Server",
 		"stash_version", s.cfg.Version,
 		"redis_version", redisCompat,
-		"redis_mode", "standalone",
+		"redis_mode", s.mode(),
 		"node_name", s.cfg.NodeName,
 		"os", runtime.GOOS+" "+runtime.GOARCH,
 		"go_version", runtime.Version(),
@@ -403,29 +444,15 @@ func cmdInfo(c *client, args [][]byte) {
 		"total_commands_processed", s.stats.commands.Load(),
 		"expired_keys", st.Expired)
 	section("Replication", "role", "master", "connected_slaves", 0)
+	section("Cluster", "cluster_enabled", b2i(s.cfg.Router != nil))
 	if all || want["keyspace"] {
 		if b.Len() > 0 {
 			b.WriteString("\r\n")
 		}
 		b.WriteString("# Keyspace\r\n")
-		if st.Stashes > 0 {
-			fmt.Fprintf(&b, "db0:keys=%d\r\n", st.Stashes)
+		if n := s.dbsize(); n > 0 {
+			fmt.Fprintf(&b, "db0:keys=%d\r\n", n)
 		}
 	}
 	c.wr.Verbatim(b.String())
-}
-
-// cmdCluster answers the cluster commands a single node can: KEYSLOT.
-// The rest answer as a Redis server without cluster support does.
-func cmdCluster(c *client, args [][]byte) {
-	switch strings.ToLower(string(args[1])) {
-	case "keyslot":
-		if len(args) != 3 {
-			c.arityErr("cluster|keyslot")
-			return
-		}
-		c.wr.Int(int64(ring.SlotBytes(args[2])))
-	default:
-		c.err("ERR This instance has cluster support disabled")
-	}
 }

@@ -23,6 +23,15 @@ func parseInt(b []byte) (int64, bool) {
 	return n, err == nil
 }
 
+// take returns arg, an argument of the request being served, as a string
+// the caller may keep (see resp.Reader.Take); Exec's args are copied.
+func (c *client) take(arg []byte) string {
+	if c.rd == nil {
+		return string(arg)
+	}
+	return c.rd.Take(arg)
+}
+
 // nowMs is the node's clock when the command being served started.
 func (c *client) nowMs() int64 { return c.now.UnixMilli() }
 
@@ -53,8 +62,20 @@ func (c *client) update(key []byte, fn func(cur storage.Stash, ok bool) (storage
 	return true
 }
 
+// CodedError is an error that names its own RESP error code (NOQUORUM,
+// TRYAGAIN, …): the client sees RESPError() instead of "ERR " + Error().
+// The layers below the server (replication) use it for conditions a
+// client must tell apart, such as "may or may not have been applied".
+type CodedError interface {
+	error
+	RESPError() string
+}
+
 func (c *client) storageErr(err error) {
+	var coded CodedError
 	switch {
+	case errors.As(err, &coded):
+		c.err(coded.RESPError())
 	case errors.Is(err, storage.ErrClosed):
 		c.err("ERR server is shutting down")
 	default:
@@ -199,7 +220,7 @@ func (c *client) set(key, value []byte, nx, xx, get bool, ex expireOpt) {
 	if c.tooBig(len(value)) {
 		return
 	}
-	v := c.rd.Take(value)
+	v := c.take(value)
 	now := c.nowMs()
 	r := &setResult{}
 	ok := c.update(key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
@@ -265,7 +286,7 @@ func cmdSetNX(c *client, args [][]byte) {
 	if c.tooBig(len(args[2])) {
 		return
 	}
-	v := c.rd.Take(args[2])
+	v := c.take(args[2])
 	wrote := false
 	if c.update(args[1], func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
 		if ok {
@@ -584,8 +605,32 @@ func cmdScan(c *client, args [][]byte) {
 		return
 	}
 	var keys []string
+	var serves func(k string) bool // in a cluster: whether k's slot is ours
+	if c.srv.cfg.Router != nil {
+		// Start at the next slot this node serves as primary; keys of
+		// the slots it only replicates are skipped.
+		for cursor < ring.Slots && !c.srv.primary(uint16(cursor)) {
+			cursor++
+		}
+		if cursor >= ring.Slots {
+			c.wr.Array(2)
+			c.wr.BulkString("0")
+			c.wr.Array(0)
+			return
+		}
+		last, lastOK := -1, false
+		serves = func(k string) bool {
+			if sl := int(ring.Slot(k)); sl != last {
+				last, lastOK = sl, c.srv.primary(uint16(sl))
+			}
+			return lastOK
+		}
+	}
 	next := c.srv.kv.Scan(cursor, count, func(k string) {
 		if match != nil && !globMatch(match, []byte(k)) {
+			return
+		}
+		if serves != nil && !serves(k) {
 			return
 		}
 		keys = append(keys, k)
@@ -615,12 +660,18 @@ func cmdScan(c *client, args [][]byte) {
 	}
 }
 
+// cmdFlushAll is FLUSHALL and FLUSHDB. A cluster refuses them: one node
+// emptying itself would make its replicas diverge.
 func cmdFlushAll(c *client, args [][]byte) {
 	for _, a := range args[1:] {
 		if !eq(a, "sync") && !eq(a, "async") {
 			c.err(errSyntax)
 			return
 		}
+	}
+	if c.srv.cfg.Router != nil {
+		c.err("ERR " + strings.ToUpper(string(args[0])) + " is not supported in a cluster; delete keys instead")
+		return
 	}
 	ctx, cancel := c.ctx()
 	defer cancel()

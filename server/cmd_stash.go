@@ -55,6 +55,12 @@ func cmdStashPut(c *client, args [][]byte) {
 	ctx, cancel := c.ctx()
 	defer cancel()
 	t, err := c.srv.ops.Put(ctx, args[1], ttl)
+	if err != nil && c.srv.cfg.Router != nil && isExhausted(err) {
+		// In a cluster, IDs are minted in slots this node serves; it
+		// serves none now, so a node that does mints it.
+		c.forwardPut(c.srv.cmds["stash.put"], args)
+		return
+	}
 	if err != nil {
 		c.stashErr(err)
 		return

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // command flags
@@ -12,6 +14,7 @@ const (
 	flagNoAuth             // allowed before AUTH
 	flagFast               // O(1)
 	flagNoKeys             // takes no keys
+	flagConn               // changes connection state: refused by Exec
 )
 
 type command struct {
@@ -20,8 +23,12 @@ type command struct {
 	flags int
 	// first, last, step: key positions, as COMMAND INFO reports them.
 	first, last, step int
-	fn                func(c *client, args [][]byte)
-	m                 *cmdMetrics
+	// tagArg, when > 0, is the position of a stash tag whose ID's slot
+	// routes the command (STASH.SET/GET/TOUCH/DEL).
+	tagArg int
+	fn     func(c *client, args [][]byte)
+	m      *cmdMetrics
+	fwd    prometheus.Counter // forwarded to another node; nil without metrics
 }
 
 // commands is built once per server (no package-level mutable state).
@@ -29,11 +36,13 @@ func (s *RESP) table() map[string]*command {
 	cmds := []*command{
 		{name: "ping", arity: -1, flags: flagFast | flagNoKeys, fn: cmdPing},
 		{name: "echo", arity: 2, flags: flagFast | flagNoKeys, fn: cmdEcho},
-		{name: "hello", arity: -1, flags: flagNoAuth | flagFast | flagNoKeys, fn: cmdHello},
-		{name: "auth", arity: -2, flags: flagNoAuth | flagFast | flagNoKeys, fn: cmdAuth},
-		{name: "select", arity: 2, flags: flagFast | flagNoKeys, fn: cmdSelect},
-		{name: "quit", arity: -1, flags: flagNoAuth | flagFast | flagNoKeys, fn: cmdQuit},
-		{name: "client", arity: -2, flags: flagNoKeys, fn: cmdClient},
+		{name: "hello", arity: -1, flags: flagNoAuth | flagFast | flagNoKeys | flagConn, fn: cmdHello},
+		{name: "auth", arity: -2, flags: flagNoAuth | flagFast | flagNoKeys | flagConn, fn: cmdAuth},
+		{name: "select", arity: 2, flags: flagFast | flagNoKeys | flagConn, fn: cmdSelect},
+		{name: "quit", arity: -1, flags: flagNoAuth | flagFast | flagNoKeys | flagConn, fn: cmdQuit},
+		{name: "client", arity: -2, flags: flagNoKeys | flagConn, fn: cmdClient},
+		{name: "readonly", arity: 1, flags: flagFast | flagNoKeys | flagConn, fn: cmdReadOnly},
+		{name: "readwrite", arity: 1, flags: flagFast | flagNoKeys | flagConn, fn: cmdReadOnly},
 		{name: "command", arity: -1, flags: flagNoKeys, fn: cmdCommand},
 		{name: "info", arity: -1, flags: flagNoKeys, fn: cmdInfo},
 		{name: "dbsize", arity: 1, flags: flagFast | flagNoKeys, fn: cmdDBSize},
@@ -76,15 +85,18 @@ func (s *RESP) table() map[string]*command {
 		{name: "flushdb", arity: -1, flags: flagWrite | flagNoKeys, fn: cmdFlushAll},
 		{name: "cluster", arity: -2, flags: flagNoKeys, fn: cmdCluster},
 		{name: "stash.put", arity: -2, flags: flagWrite | flagNoKeys, fn: cmdStashPut},
-		{name: "stash.set", arity: -3, flags: flagWrite | flagNoKeys, fn: cmdStashSet},
-		{name: "stash.get", arity: 2, flags: flagFast | flagNoKeys, fn: cmdStashGet},
-		{name: "stash.touch", arity: 3, flags: flagWrite | flagFast | flagNoKeys, fn: cmdStashTouch},
-		{name: "stash.del", arity: 2, flags: flagWrite | flagFast | flagNoKeys, fn: cmdStashDel},
+		{name: "stash.set", arity: -3, flags: flagWrite | flagNoKeys, tagArg: 1, fn: cmdStashSet},
+		{name: "stash.get", arity: 2, flags: flagFast | flagNoKeys, tagArg: 1, fn: cmdStashGet},
+		{name: "stash.touch", arity: 3, flags: flagWrite | flagFast | flagNoKeys, tagArg: 1, fn: cmdStashTouch},
+		{name: "stash.del", arity: 2, flags: flagWrite | flagFast | flagNoKeys, tagArg: 1, fn: cmdStashDel},
 	}
 	m := make(map[string]*command, len(cmds))
 	for _, c := range cmds {
 		if s.metrics != nil {
 			c.m = s.metrics.forCommand(c.name)
+			if c.first > 0 || c.tagArg > 0 || c.name == "stash.put" {
+				c.fwd = s.metrics.forwarded.WithLabelValues(c.name)
+			}
 		}
 		m[c.name] = c
 	}
@@ -116,6 +128,11 @@ func (c *client) dispatch(args [][]byte) {
 		s.count(cmd.name, false)
 		return
 	}
+	if c.exec && cmd.flags&flagConn != 0 {
+		c.connOnly(cmd)
+		s.count(cmd.name, false)
+		return
+	}
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
 		c.arityErr(cmd.name)
 		s.count(cmd.name, false)
@@ -124,13 +141,13 @@ func (c *client) dispatch(args [][]byte) {
 	c.lastCmd = cmd.name
 	// One clock read serves both expiry decisions and the latency metric.
 	c.now = s.cfg.Now()
-	if cmd.m == nil {
-		cmd.fn(c, args)
-		return
-	}
 	c.failed = false
-	cmd.fn(c, args)
-	cmd.m.observe(!c.failed, time.Since(c.now))
+	if s.cfg.Router == nil || c.here(cmd, args) {
+		cmd.fn(c, args)
+	}
+	if cmd.m != nil {
+		cmd.m.observe(!c.failed, time.Since(c.now))
+	}
 }
 
 func (c *client) unknown(args [][]byte) {

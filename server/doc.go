@@ -9,6 +9,34 @@
 // commands; Serve runs it on a listener. NewAdmin takes callbacks for
 // readiness and node info, and the Metrics that RESP updates.
 //
+// # Cluster
+//
+// With Config.Router set the node is one of a cluster of 16384 slots, as
+// in Redis Cluster. Before a keyed command runs, the slot of its keys is
+// computed (the key positions of COMMAND INFO; for STASH.SET/GET/TOUCH/DEL
+// the slot of the tag's stash key; a tag that does not decode is answered
+// -BADTAG here); keys in different slots get -CROSSSLOT. Router.Route then
+// decides: run it here, reply its error (TRYAGAIN, CLUSTERDOWN…), or send
+// it to the node serving the slot. A connection that said it understands
+// clusters (READONLY, READWRITE, CLIENT CAPA redirect) — every connection
+// with Config.ClusterRedirects — gets "-MOVED slot host:port"; any other
+// is served by forwarding the command (Router.Forward) and relaying the
+// reply byte for byte. A forward that fails answers -NOQUORUM for a write
+// (it may or may not have happened) and -TRYAGAIN for a read. The node
+// at the other end runs the command with RESP.Exec, which never forwards
+// again.
+//
+// STASH.PUT mints IDs in slots this node serves, so the write is local;
+// a node that serves none forwards the PUT to a random slot's primary.
+// SCAN, DBSIZE and INFO's keyspace cover the slots this node is primary
+// for (it also holds replicas of others). FLUSHALL and FLUSHDB are
+// refused: one node emptying itself would make its replicas diverge.
+// CLUSTER INFO, MYID, SLOTS, SHARDS, NODES, COUNTKEYSINSLOT and
+// GETKEYSINSLOT describe Router.View in Redis's formats; CLUSTER NODES
+// lists every node as a master with the slots it is primary for, since a
+// node here is primary for some slots and replica for others, which
+// Redis's format cannot say.
+//
 // # Concurrency
 //
 // Each client connection has one goroutine, which reads a request, runs

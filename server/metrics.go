@@ -10,11 +10,12 @@ import (
 // Metrics holds the node's Prometheus metrics on a registry of its own (no
 // global registry: two nodes in one process keep separate figures).
 type Metrics struct {
-	Registry *prometheus.Registry
-	commands *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
-	fsync    prometheus.Histogram
-	commitN  prometheus.Histogram
+	Registry  *prometheus.Registry
+	commands  *prometheus.CounterVec
+	forwarded *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	fsync     prometheus.Histogram
+	commitN   prometheus.Histogram
 }
 
 // StatsFunc returns the store's current figures; called at scrape time.
@@ -29,6 +30,10 @@ func NewMetrics(stats StatsFunc) *Metrics {
 			Name: "stash_commands_total",
 			Help: "Client commands processed, by command name and result (ok or error).",
 		}, []string{"cmd", "result"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "stash_forwarded_total",
+			Help: "Client commands forwarded to the node serving their slot, by command name.",
+		}, []string{"cmd"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "stash_command_duration_seconds",
 			Help:    "Time to execute a client command, from parsed request to reply buffered.",
@@ -45,7 +50,7 @@ func NewMetrics(stats StatsFunc) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
 		}),
 	}
-	r.MustRegister(m.commands, m.latency, m.fsync, m.commitN,
+	r.MustRegister(m.commands, m.forwarded, m.latency, m.fsync, m.commitN,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if stats != nil {
 		r.MustRegister(

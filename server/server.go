@@ -31,6 +31,10 @@ type KV interface {
 	Scan(cursor uint64, count int, fn func(key string)) uint64
 	// FlushAll removes every stash.
 	FlushAll(ctx context.Context) error
+	// SlotCount returns the number of stashes held in slot (expired ones
+	// not yet reaped included). It must be cheap: DBSIZE calls it for
+	// every slot when the server has a Router.
+	SlotCount(slot uint16) int
 	// Stats summarises the store; it must be cheap.
 	Stats() storage.Stats
 }
@@ -54,6 +58,17 @@ type Config struct {
 	Now func() time.Time
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Router, when set, runs the server as a cluster node: keyed commands
+	// for slots another node serves are forwarded there (or redirected
+	// with -MOVED), and the CLUSTER commands describe the cluster. nil
+	// runs every command here: a single node.
+	Router Router
+	// ClusterRedirects answers every connection's commands for slots this
+	// node does not serve with -MOVED instead of forwarding them, as a
+	// Redis Cluster node does. Without it only connections that asked for
+	// redirects (READONLY, READWRITE, CLIENT CAPA redirect) get -MOVED.
+	// Ignored without a Router.
+	ClusterRedirects bool
 }
 
 func (c *Config) defaults() {
@@ -101,12 +116,24 @@ type RESP struct {
 		rejected atomic.Int64 // refused over MaxClients
 		commands atomic.Int64
 	}
+
+	execPool sync.Pool // of *execBuf, for Exec
 }
 
 // NewRESP makes a front end over kv. ops performs the STASH.* commands;
-// metrics may be nil.
+// metrics may be nil. With cfg.Router set, STASH.PUT mints IDs only in
+// slots the Router says are local for writes (NewRESP uses a copy of ops
+// for that; the caller's is not changed).
 func NewRESP(cfg Config, kv KV, ops *stashops.Ops, metrics *Metrics) *RESP {
 	cfg.defaults()
+	if r := cfg.Router; r != nil && ops != nil {
+		o := *ops
+		prev := o.Accept
+		o.Accept = func(slot uint16) bool {
+			return (prev == nil || prev(slot)) && r.Route(slot, true, false).Local
+		}
+		ops = &o
+	}
 	s := &RESP{
 		cfg: cfg, kv: kv, ops: ops, metrics: metrics, start: time.Now(),
 		listeners: make(map[net.Listener]struct{}),
@@ -254,9 +281,10 @@ func (s *RESP) Close() error {
 	return nil
 }
 
-// client is one connection. Its fields are owned by its goroutine, except
-// stopping (set by Shutdown) and name (read by CLIENT LIST/INFO of other
-// connections; guarded by srv.mu).
+// client is one connection (or one Exec call: exec set, nc and rd nil).
+// Its fields are owned by its goroutine, except stopping (set by Shutdown)
+// and name (read by CLIENT LIST/INFO of other connections; guarded by
+// srv.mu).
 type client struct {
 	id       int64
 	srv      *RESP
@@ -273,6 +301,9 @@ type client struct {
 	now      time.Time // when the command being served started (cfg.Now)
 	quit     bool
 	failed   bool
+	exec     bool // a command forwarded by another node (Exec): never forward it again
+	readonly bool // READONLY: replica reads allowed
+	redirect bool // cluster-aware (READONLY, READWRITE, CLIENT CAPA redirect): answer -MOVED
 	stopping atomic.Bool
 	lower    [32]byte
 	base     context.Context // cancelled when serve returns

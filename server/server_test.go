@@ -26,6 +26,7 @@ type testServer struct {
 	addr  string
 	clock *fakeClock
 	store *storage.Store
+	srv   *RESP
 }
 
 func newTestServer(t testing.TB, mut func(*Config)) *testServer {
@@ -57,7 +58,7 @@ func newTestServer(t testing.TB, mut func(*Config)) *testServer {
 		<-done
 		store.Close()
 	})
-	return &testServer{addr: ln.Addr().String(), clock: clock, store: store}
+	return &testServer{addr: ln.Addr().String(), clock: clock, store: store, srv: s}
 }
 
 // rawConn speaks RESP by hand so replies can be compared byte for byte.
