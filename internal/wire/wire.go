@@ -23,6 +23,7 @@ package wire
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -99,6 +100,7 @@ type Msg struct {
 	Digests []uint64 `msgpack:"D,omitempty"`
 	Last    bool     `msgpack:"Z,omitempty"`
 	Err     string   `msgpack:"X,omitempty"`
+	Proto   uint8    `msgpack:"P,omitempty"` // RESP protocol a forwarded command replies in (2 or 3)
 }
 
 // Writer writes frames.
@@ -191,7 +193,10 @@ func (r *Reader) Read() (*Msg, error) {
 // Decode decodes one frame body. The Msg does not alias b.
 func Decode(b []byte) (*Msg, error) {
 	m := new(Msg)
-	if err := msgpack.Unmarshal(b, m); err != nil {
+	d := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(d)
+	d.Reset(bytes.NewReader(b))
+	if err := m.decode(d, len(b)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadFrame, err)
 	}
 	if m.V != Version {
