@@ -223,6 +223,9 @@ type gossipAddrs struct{ n *Node }
 var errNoGossipAddr = errors.New("cluster: no live gossip peer of that name")
 
 func (g gossipAddrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if ring.NodeID(id) == g.n.name {
+		return raft.ServerAddress(g.n.clusterAddr), nil
+	}
 	g.n.viewMu.Lock()
 	defer g.n.viewMu.Unlock()
 	if p, ok := g.n.view[string(id)]; ok && p.status == peerAlive {
@@ -369,6 +372,26 @@ func (n *Node) Leader() ring.NodeID {
 // IsLeader reports whether this node is the raft leader.
 func (n *Node) IsLeader() bool {
 	return !n.closed.Load() && n.raft.State() == raft.Leader
+}
+
+// LeaseTimeout is how long a node goes on acting on its slot table after
+// it last heard from the raft leader. A node that takes over a slot from
+// a failed primary waits this long before serving it, so the old primary
+// — which stops acknowledging once InContact is false — and the new one
+// never acknowledge writes for a slot at the same time.
+func (n *Node) LeaseTimeout() time.Duration { return 2 * n.timing.heartbeat }
+
+// InContact reports whether this node may act as a primary now: it is the
+// raft leader (raft steps a leader down when it has not reached a quorum
+// for its leader lease), or it heard from the leader within LeaseTimeout.
+func (n *Node) InContact() bool {
+	if n.closed.Load() {
+		return false
+	}
+	if n.raft.State() == raft.Leader {
+		return true
+	}
+	return time.Since(n.raft.LastContact()) < n.LeaseTimeout()
 }
 
 // SetState declares this node StateActive or StateDraining and gossips
