@@ -40,7 +40,9 @@ type wkey struct {
 	key  string
 }
 
-// wval is a pending write: a put of the fields below, or a delete.
+// wval is a pending write: the new state of a key, which is a stash (the
+// fields below), a tombstone (kind kindTombstone, exp its removal time, no
+// value) or nothing (del: the key is removed).
 type wval struct {
 	val   string
 	exp   int64
@@ -49,6 +51,15 @@ type wval struct {
 	epoch uint32
 	kind  Kind
 	del   bool
+}
+
+// wvalOf returns the write that stores e, or removes the key if e is nil;
+// hw is the slot's sequence high-water.
+func wvalOf(e *entry, hw uint64) wval {
+	if e == nil {
+		return wval{hw: hw, del: true}
+	}
+	return wval{val: e.value(), exp: e.exp, seq: e.seq, hw: hw, epoch: e.epoch, kind: e.kind()}
 }
 
 // batch is the set of changes one commit carries. Fields other than done

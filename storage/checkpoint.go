@@ -19,8 +19,9 @@ import (
 
 // A checkpoint moves what the log holds into stash.db, so that the log can
 // be removed. It does not replay the log: it writes, for every key changed
-// in the segments it covers, the key's current state in memory (or a
-// delete if the key is gone), read under the slot's lock. Memory may be
+// in the segments it covers, the key's current state in memory (a stash,
+// a tombstone, or a delete if the key is gone), read under the slot's
+// lock. Memory may be
 // ahead of those segments — changes logged in later segments, or not
 // logged yet — and that is harmless: replay after a crash starts with the
 // segments after the checkpoint and re-applies, in log order, everything
@@ -206,13 +207,7 @@ func (c *checkpointer) checkpoint(j *ckptJob) error {
 			keys = append(keys, items[hi].k.key)
 		}
 		group := items[lo:hi]
-		seq := c.mem.readSlot(slot, keys, func(i int, e *entry) {
-			if e == nil {
-				group[i].w = wval{del: true}
-				return
-			}
-			group[i].w = wval{val: e.value(), exp: e.exp, seq: e.seq, epoch: e.epoch, kind: e.kind()}
-		})
+		seq := c.mem.readSlot(slot, keys, func(i int, e *entry) { group[i].w = wvalOf(e, 0) })
 		clear(keys)
 		c.keys = keys[:0]
 		seqOf(slot, seq)

@@ -54,6 +54,7 @@ func TestRecordCodec(t *testing.T) {
 		{"plain", 0, "k", KindString, 0, Version{1, 1}, "v"},
 		{"hash", Slots - 1, "session:abc", KindHash, 1_700_000_000_000, Version{7, 1 << 40}, EncodeHash([]Field{{"a", "b"}})},
 		{"empty", 5, "", KindString, -1, Version{}, ""},
+		{"tombstone", 9, "gone", kindTombstone, 1_700_000_000_000, Version{2, 5}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,6 +91,11 @@ func TestRecordCodec(t *testing.T) {
 			t.Fatalf("decodeRecord(%x, %x) = %v", tc.k, tc.v, err)
 		}
 	}
+	// A tombstone never has a value, even with a valid checksum.
+	k := appendRecordKey(nil, 1, "t")
+	if _, err := decodeRecord(k, appendRecordValue(nil, k, kindTombstone, 1, Version{1, 1}, "x")); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("tombstone with a value: %v", err)
+	}
 }
 
 func FuzzDecodeHash(f *testing.F) {
@@ -115,6 +121,7 @@ func FuzzDecodeHash(f *testing.F) {
 func FuzzDecodeRecord(f *testing.F) {
 	k := appendRecordKey(nil, 12, "key")
 	f.Add(k, appendRecordValue(nil, k, KindString, 5, Version{1, 2}, "value"))
+	f.Add(k, appendRecordValue(nil, k, kindTombstone, 5, Version{1, 3}, ""))
 	f.Add([]byte{0}, []byte{})
 	f.Add([]byte{0xff, 0xff, 'x'}, make([]byte, 40))
 	f.Fuzz(func(t *testing.T, k, v []byte) {

@@ -17,10 +17,12 @@ import (
 )
 
 // The crash test re-executes the test binary as a child that writes under
-// FsyncAlways and prints a line for every acknowledged write; the parent
-// kills it with SIGKILL at a random moment, reopens the store and checks
-// that every acknowledged write is there, whole, and no acknowledged
-// delete is undone. The child checkpoints all the time (tiny
+// FsyncAlways and prints a line for every acknowledged write, with the
+// version Change returned; the parent kills it with SIGKILL at a random
+// moment, reopens the store and checks that every acknowledged write is
+// there, whole, and no acknowledged delete is undone: the key holds a
+// later write, or a tombstone at least as new as the delete's, which
+// refuses a put of the delete's version (a stale replica's copy). The child checkpoints all the time (tiny
 // CheckpointBytes and CheckpointInterval), so kills land before, during
 // and after checkpoints, and each reopen replays a log over a file that a
 // checkpoint may have left half-written.
@@ -113,21 +115,25 @@ func runCrashChild(dir string, round int) {
 				key := crashKey(w, r.IntN(crashKeys))
 				if r.IntN(8) == 0 {
 					say("try %s %d\n", key, n) // the delete may be durable before it is acknowledged
-					if _, err := s.Update(ctx, crashSlot(key), key, func(Stash, bool) (Stash, Op) { return Stash{}, OpDelete }); err != nil {
+					op, st, err := s.Change(ctx, crashSlot(key), key, func(Stash, bool) (Stash, Op) { return Stash{}, OpDelete })
+					if err != nil {
 						say("error %v\n", err)
 						return
 					}
-					say("del %s %d\n", key, n)
+					if op == OpDelete {
+						say("del %s %d %d\n", key, n, st.Version.Seq)
+					}
 					continue
 				}
 				v := crashValue(key, n)
-				if _, err := s.Update(ctx, crashSlot(key), key, func(Stash, bool) (Stash, Op) {
+				_, st, err := s.Change(ctx, crashSlot(key), key, func(Stash, bool) (Stash, Op) {
 					return Stash{Value: v}, OpPut
-				}); err != nil {
+				})
+				if err != nil {
 					say("error %v\n", err)
 					return
 				}
-				say("put %s %d\n", key, n)
+				say("put %s %d %d\n", key, n, st.Version.Seq)
 			}
 		}()
 	}
@@ -139,6 +145,7 @@ func runCrashChild(dir string, round int) {
 type ack struct {
 	del bool
 	n   int
+	seq uint64 // of the version Change returned (epoch 1)
 }
 
 func TestCrashKill9(t *testing.T) {
@@ -160,7 +167,7 @@ func TestCrashKill9(t *testing.T) {
 	if raceEnabled {
 		rounds = 5
 	}
-	var ckpts int
+	var ckpts, tombs int
 	for round := 1; round <= rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashKill9$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashRoundEnv+"="+strconv.Itoa(round))
@@ -199,10 +206,27 @@ func TestCrashKill9(t *testing.T) {
 					res.err = err
 					break
 				}
-				var op, key string
+				f := strings.Fields(l)
 				var n int
-				if _, err := fmt.Sscanf(l, "%s %s %d", &op, &key, &n); err != nil || (op != "put" && op != "del" && op != "try" && op != "ckpt") {
-					res.err = fmt.Errorf("child said %q", l)
+				var seq uint64
+				err = fmt.Errorf("child said %q", l)
+				if len(f) >= 3 {
+					n, err = strconv.Atoi(f[2])
+				}
+				if err == nil && len(f) == 4 {
+					seq, err = strconv.ParseUint(f[3], 10, 64)
+				}
+				op, key := "", ""
+				if err == nil {
+					op, key = f[0], f[1]
+					switch {
+					case (op == "put" || op == "del") && len(f) == 4, (op == "try" || op == "ckpt") && len(f) == 3:
+					default:
+						err = fmt.Errorf("child said %q", l)
+					}
+				}
+				if err != nil {
+					res.err = err
 					break
 				}
 				if op == "ckpt" {
@@ -213,7 +237,7 @@ func TestCrashKill9(t *testing.T) {
 					res.tries[key] = n
 					continue
 				}
-				res.acks[key] = ack{del: op == "del", n: n}
+				res.acks[key] = ack{del: op == "del", n: n, seq: seq}
 				if res.n++; res.n == killAt {
 					close(reached)
 				}
@@ -257,8 +281,9 @@ func TestCrashKill9(t *testing.T) {
 		if st.Corrupt != 0 {
 			t.Errorf("round %d: %d corrupt records", round, st.Corrupt)
 		}
-		t.Logf("round %d: reopened: %d stashes, %d log records replayed, %d torn bytes cut, in %v",
-			round, st.Stashes, st.Replayed, st.WALDiscarded, st.LoadedIn)
+		t.Logf("round %d: reopened: %d stashes, %d tombstones, %d log records replayed, %d torn bytes cut, in %v",
+			round, st.Stashes, st.Tombstones, st.Replayed, st.WALDiscarded, st.LoadedIn)
+		tombs += int(st.Tombstones)
 		for w := range crashWriters {
 			for i := range crashKeys {
 				key := crashKey(w, i)
@@ -275,6 +300,16 @@ func TestCrashKill9(t *testing.T) {
 				case !wasAcked:
 				case a.del && ok && n <= a.n:
 					t.Errorf("round %d: %q deleted at %d (acknowledged) but holds write %d", round, key, a.n, n)
+				case a.del && !ok:
+					held, _ := s.Lookup(crashSlot(key), key)
+					if !held.Deleted || held.Version.Seq < a.seq {
+						t.Errorf("round %d: %q deleted at %d with seq %d (acknowledged) holds %+v, not its tombstone", round, key, a.n, a.seq, held)
+						continue
+					}
+					stale := Stash{Key: key, Value: "stale", Version: Version{Epoch: 1, Seq: a.seq}}
+					if applied, err := s.Apply(context.Background(), crashSlot(key), stale, false); applied || err != nil {
+						t.Errorf("round %d: %q: a put of its delete's version was applied over the tombstone (%v)", round, key, err)
+					}
 				case !a.del && !ok && tried[key] > a.n:
 					// deleted by a later write that was not acknowledged yet
 				case !a.del && (!ok || n < a.n):
@@ -291,5 +326,8 @@ func TestCrashKill9(t *testing.T) {
 	}
 	if ckpts == 0 {
 		t.Fatal("the child never checkpointed")
+	}
+	if tombs == 0 {
+		t.Fatal("no tombstone survived a kill")
 	}
 }

@@ -16,8 +16,10 @@
 //	})
 //	st, ok := s.Get(slot, "k")
 //
-//	// Replication applies versions decided elsewhere; the newer one wins.
-//	applied, err := s.Apply(ctx, slot, st, false)
+//	// A primary changes a key and gets the version to ship (a tombstone,
+//	// Deleted set, for a delete); a backup applies it, newer wins:
+//	op, st, err := primary.Change(ctx, slot, "k", fn)
+//	applied, err := backup.Apply(ctx, slot, st, st.Deleted)
 //
 // Keys are partitioned into Slots (16384) slots; callers compute the slot
 // (ring does, by CRC16). Everything is organised per slot so that one slot
@@ -25,16 +27,34 @@
 // and dropped (DropSlot) without touching the others. Scan walks all slots
 // with a Redis-SCAN-like cursor.
 //
-// Versions order writes to one key: Update assigns {current epoch (see
-// SetEpoch), next per-slot sequence} unless the caller gives one; Apply
-// stores only versions newer than the one held. The per-slot sequence is
-// persisted as a high-water mark, so it never goes backwards across
+// Versions order writes to one key: Update and Change assign {current epoch
+// (see SetEpoch), next per-slot sequence} unless the caller gives one;
+// Apply stores only versions newer than the one held. The per-slot sequence
+// is persisted as a high-water mark, so it never goes backwards across
 // restarts, even when the stash that carried it was deleted.
 //
+// A delete leaves a tombstone: the key and the version of the delete, with
+// no value (Stash.Deleted). Tombstones are invisible to Get, Update's
+// callback, Scan, ScanSlot, SlotCount and Stats.Stashes, but Apply compares
+// versions against them like against a stash, so a put older than the
+// delete — a delayed replication message, a lagging replica's copy — is
+// refused instead of bringing the key back. Lookup and ScanSlotAll show
+// them, Digest covers them, Stats.Tombstones counts them, and they are
+// durable like puts. So replicas that apply the same versions (with Apply,
+// from Change's results, Lookup or ScanSlotAll), in any order and any
+// number of times, converge on the same contents: newer wins. A tombstone
+// lives Config.TombstoneTTL (1 hour) after its delete, by Config.Now; then
+// the reaper removes it and the key is forgotten, so from then on an older
+// put would be applied again (see Caveats). DropSlot and FlushAll are
+// resets, not deletes, and leave no tombstones.
+//
 // Expiry is absolute (unix milliseconds, by Config.Now). An expired stash
-// is invisible at once (Get, Update, Scan, ScanSlot, Digest skip it); the
-// reaper goroutine removes it from memory and disk soon after, scanning
-// only slots whose earliest-expiry bound is due.
+// is invisible at once (Get, Update, Scan, ScanSlot skip it); the reaper
+// goroutine turns it into a tombstone at its version soon after (in
+// memory and on disk; so does a delete or a reload that finds it expired),
+// scanning only slots whose earliest-expiry bound is due. That tombstone
+// lives TombstoneTTL after the expiry, so every replica keeps it until the
+// same time; Digest counts an expired stash as that tombstone already.
 //
 // Hashes (KindHash) are stored as one value encoded by EncodeHash, like
 // Redis's listpack: small and allocation-free in the index, but each field
@@ -83,13 +103,15 @@
 //
 // On disk, Dir holds stash.db and wal/. In stash.db, bucket "stashes" maps
 // slot (2 bytes, big-endian) ++ key to a 25-byte header (kind, expiry,
-// epoch, sequence, CRC-32C) ++ value; bucket "meta" holds the format
-// version, per-slot sequence high-water marks and the last checkpointed
-// log segment. A record that fails its checksum or cannot be decoded is
-// logged, counted (Stats.Corrupt) and moved to bucket "quarantine";
-// expired records are skipped and deleted by the next checkpoint. The log
-// is a series of numbered segment files of frames (length, CRC-32C,
-// record: put, delete, dropslot or flushall with slot, key, kind, expiry,
+// epoch, sequence, CRC-32C) ++ value; a tombstone is a record of kind 0x0F
+// with no value whose expiry is its removal time. Bucket "meta" holds the
+// format version, per-slot sequence high-water marks and the last
+// checkpointed log segment. A record that fails its checksum or cannot be
+// decoded is logged, counted (Stats.Corrupt) and moved to bucket
+// "quarantine"; expired records are loaded as tombstones, due tombstones
+// skipped, and both rewritten by the next checkpoint. The log is a series
+// of numbered segment files of frames (length, CRC-32C, record: put,
+// tombstone, delete, dropslot or flushall with slot, key, kind, expiry,
 // version, sequence high-water and value); see wal.go.
 //
 // # Concurrency
@@ -113,8 +135,8 @@
 // Close is immediate: it refuses new writes, commits what is pending,
 // waits for a running checkpoint, makes the final one, stops the
 // goroutines and closes the files; calling it again returns nil.
-// Afterwards every method returns ErrClosed, Get reports a miss and Scan
-// and ScanSlot visit nothing.
+// Afterwards every method returns ErrClosed, Get and Lookup report a miss
+// and Scan, ScanSlot and ScanSlotAll visit nothing.
 //
 // # Caveats
 //
@@ -122,9 +144,22 @@
 //     value bytes, Go's rounding of those allocations to size classes
 //     included (see table.go; measured by BenchmarkMemoryOverhead). The
 //     store keeps the Value strings it is given; a substring of a large
-//     buffer pins the buffer.
-//   - No tombstones: a delete removes the key, so an older put applied
-//     afterwards (Apply) brings it back. Replication must order deletes.
+//     buffer pins the buffer. A tombstone costs the same as a stash with
+//     an empty value (its key plus that overhead) for TombstoneTTL: a
+//     workload deleting 10k keys a second holds 36M tombstones an hour.
+//   - Tombstones are bounded in time, not kept forever: once one is removed
+//     (TombstoneTTL after its delete, or after the expiry that left it),
+//     Apply takes an older put of its key again. A replica away longer
+//     than TombstoneTTL may hold, and ship, such puts, which resurrects
+//     deleted keys: it must resync whole slots (DropSlot, then fetch)
+//     instead of catching up. TombstoneTTL is by each node's clock, from
+//     when the delete reached it, so replicas remove a tombstone at
+//     slightly different times and their digests differ meanwhile.
+//   - A version Update assigns is newer than anything held for the key
+//     only if the current epoch (SetEpoch) is not behind the epoch of a
+//     version applied to the slot; the sequence always is. A primary that
+//     writes under a stale epoch loses on its backups (Apply refuses it)
+//     while winning in its own store.
 //   - Under FsyncBatch and FsyncNever an acknowledged write can be lost in a
 //     crash (up to BatchInterval of writes; with FsyncNever, whatever the
 //     OS had not written). Under FsyncAlways an acknowledged write survives
@@ -161,9 +196,10 @@
 //     than one write per key; besides the log limit above there is no
 //     back-pressure: a disk slower than the write rate shows as larger,
 //     slower commits.
-//   - A stash.db written by this version is marked format 2, which older
-//     builds refuse (they would ignore the log); a format 1 file is marked
-//     format 2 at its first Open here.
+//   - A stash.db written by this version is marked format 3, and its log
+//     segments format 2, which older builds refuse (they would ignore the
+//     log, or take tombstones for damage); a format 1 or 2 file is marked
+//     format 3 at its first Open here, and format 1 segments are replayed.
 //   - The bbolt file never shrinks; space freed by deletes, DropSlot and
 //     FlushAll is reused. Each checkpoint writes bbolt's freelist, so Open
 //     reads it, after a crash too, instead of walking every page.
@@ -171,9 +207,11 @@
 //     later remap as the file grows by a GiB) faults the whole file in at
 //     once; that is what the reload needs, but a remap slows the checkpoint
 //     that grows the file.
-//   - ScanSlot copies the slot's entry headers (about 64 bytes each) before
-//     calling back; a slot made huge by a hot hashtag costs that much.
+//   - ScanSlot and ScanSlotAll copy the slot's entry headers (about 72
+//     bytes each) before calling back; a slot made huge by a hot hashtag
+//     costs that much.
 //   - Keys are limited to MaxKeyLen bytes and values to MaxValueLen bytes.
-//   - Digest covers key, version and expiry only, not the value or kind:
-//     replicas that agree on versions are assumed to agree on contents.
+//   - Digest covers key, version and expiry of stashes, and key and
+//     version of tombstones, not the value or kind: replicas that agree on
+//     versions are assumed to agree on contents.
 package storage

@@ -101,9 +101,10 @@ func (s *Store) openDisk() (err error) {
 	if err != nil {
 		return fmt.Errorf("storage: replaying the log: %w", err)
 	}
-	// Expired records are deleted by the next checkpoint, which writes the
-	// key's state in memory: absent, unless the log put it back.
-	for _, k := range res.expired {
+	// Expired records and due tombstones are rewritten by the next
+	// checkpoint, which writes the key's state in memory: a tombstone or
+	// absent, unless the log changed it.
+	for _, k := range res.stale {
 		ws.dirty.add(k)
 	}
 
@@ -115,7 +116,7 @@ func (s *Store) openDisk() (err error) {
 	s.walDiscarded = rep.discarded
 	s.loadedIn = time.Since(start)
 	s.log.Info("storage: opened", "path", path, "fsync", cfg.Fsync.String(),
-		"stashes", s.loaded, "from_db", res.loaded, "expired", len(res.expired), "corrupt", len(res.corrupt),
+		"stashes", s.loaded, "tombstones", s.tombstones.Load(), "from_db", res.loaded, "stale", len(res.stale), "corrupt", len(res.corrupt),
 		"log_records", rep.records, "log_segments", len(ws.sealed), "log_bytes", ws.bytes,
 		"load_took", loadedIn, "took", s.loadedIn)
 	return nil
@@ -134,9 +135,10 @@ func initBuckets(db *bolt.DB) error {
 		if v != nil && (len(v) != 4 || binary.BigEndian.Uint32(v) > formatVersion || binary.BigEndian.Uint32(v) == 0) {
 			return fmt.Errorf("%w: format %x, this build reads up to %d", ErrFormat, v, formatVersion)
 		}
-		// A format 1 file (no log) is marked format 2 before any log is
-		// written next to it, so that a build that does not know the log
-		// refuses the directory instead of ignoring the log.
+		// An older file (format 1: no log; format 2: no tombstones) is
+		// marked with the current format before anything is written in
+		// or next to it, so that a build that does not know the log or
+		// tombstones refuses the directory instead of misreading it.
 		ready = v != nil && binary.BigEndian.Uint32(v) == formatVersion && tx.Bucket(bucketData) != nil
 		return nil
 	})
@@ -157,8 +159,8 @@ func initBuckets(db *bolt.DB) error {
 
 // loadResult is what the load workers gathered besides the stashes.
 type loadResult struct {
-	loaded  int64
-	expired []wkey      // records to delete from disk
+	loaded  int64       // stashes (not tombstones)
+	stale   []wkey      // records to rewrite from memory: expired stashes (now tombstones, or gone) and due tombstones
 	corrupt [][2][]byte // raw key and value of records to quarantine
 }
 
@@ -194,7 +196,7 @@ func (s *Store) load(db *bolt.DB) (loadResult, error) {
 	var res loadResult
 	for w := range workers {
 		res.loaded += results[w].loaded
-		res.expired = append(res.expired, results[w].expired...)
+		res.stale = append(res.stale, results[w].stale...)
 		res.corrupt = append(res.corrupt, results[w].corrupt...)
 	}
 	return res, errors.Join(errs...)
@@ -206,7 +208,7 @@ type loader struct {
 	now    int64
 	logged *atomic.Int32
 	res    loadResult
-	tmp    []entry // entries of the slot being read
+	tmp    []entry // entries (stashes and tombstones) of the slot being read
 	maxSeq uint64  // highest sequence among the slot's records, expired included
 }
 
@@ -244,11 +246,23 @@ func (l *loader) loadRange(c *bolt.Cursor, lo, hi int) {
 			continue
 		}
 		l.maxSeq = max(l.maxSeq, r.ver.Seq)
-		if r.exp != 0 && r.exp <= l.now {
-			l.res.expired = append(l.res.expired, wkey{slot: r.slot, key: string(r.key)})
-			continue
+		switch {
+		case r.kind == kindTombstone && r.exp <= l.now:
+			// Due: dropped, and deleted from disk by the next checkpoint.
+			l.res.stale = append(l.res.stale, wkey{slot: r.slot, key: string(r.key)})
+		case r.kind == kindTombstone:
+			l.tmp = append(l.tmp, makeTombstone(string(r.key), r.ver, r.exp))
+		case r.exp != 0 && r.exp <= l.now:
+			// Expired: held as the tombstone the reaper would have left,
+			// which the next checkpoint writes in its place.
+			key := string(r.key)
+			l.res.stale = append(l.res.stale, wkey{slot: r.slot, key: key})
+			if gcAt := l.s.expiryTombstone(r.exp); gcAt > l.now {
+				l.tmp = append(l.tmp, makeTombstone(key, r.ver, gcAt))
+			}
+		default:
+			l.tmp = append(l.tmp, makeEntry(string(r.key), r.kind, string(r.value), r.exp, r.ver))
 		}
-		l.tmp = append(l.tmp, makeEntry(string(r.key), r.kind, string(r.value), r.exp, r.ver))
 	}
 	l.install(cur)
 	clear(l.tmp)
@@ -264,9 +278,14 @@ func (l *loader) install(slot int) {
 	t := buildTable(s.seed, l.tmp)
 	minExp := int64(math.MaxInt64)
 	var bytes int64
+	tombs := 0
 	for i := range l.tmp {
 		e := &l.tmp[i]
-		bytes += e.size()
+		if e.tombstone() {
+			tombs++
+		} else {
+			bytes += e.size()
+		}
 		if e.exp != 0 {
 			minExp = min(minExp, e.exp)
 		}
@@ -274,12 +293,15 @@ func (l *loader) install(slot int) {
 	sl := &s.slots[slot]
 	sl.mu.Lock()
 	sl.t = t
+	sl.tombs = tombs
 	sl.seq = max(sl.seq, l.maxSeq)
 	sl.minExp.Store(minExp)
 	sl.mu.Unlock()
-	s.stashes.Add(int64(len(l.tmp)))
+	stashes := int64(len(l.tmp) - tombs)
+	s.stashes.Add(stashes)
 	s.bytes.Add(bytes)
-	l.res.loaded += int64(len(l.tmp))
+	s.tombstones.Add(int64(tombs))
+	l.res.loaded += stashes
 	clear(l.tmp)
 	l.tmp = l.tmp[:0]
 	l.maxSeq = 0

@@ -82,12 +82,12 @@ func TestReopenPersistence(t *testing.T) {
 					put(t, s, uint16(i*6*37%Slots), fmt.Sprintf("key-%d", i*6), fmt.Sprintf("v%d", j), 0)
 				}
 			}
-			want := snapshot(s)
-			if len(want) != n*5/6 {
-				t.Fatalf("%d stashes before reopen", len(want))
+			want := snapshotAll(s) // the deleted keys' tombstones too
+			if len(want) != n || s.Stats().Tombstones != n/6 {
+				t.Fatalf("%d entries before reopen: %+v", len(want), s.Stats())
 			}
 			s = reopen(t, s, cfg)
-			got := snapshot(s)
+			got := snapshotAll(s)
 			if !reflect.DeepEqual(got, want) {
 				for k, w := range want {
 					if g, ok := got[k]; !ok || g != w {
@@ -96,7 +96,7 @@ func TestReopenPersistence(t *testing.T) {
 				}
 				t.Fatalf("reopened store differs: %d vs %d stashes", len(got), len(want))
 			}
-			if st := s.Stats(); st.Loaded != n*5/6 || st.Stashes != n*5/6 || st.Corrupt != 0 {
+			if st := s.Stats(); st.Loaded != n*5/6 || st.Stashes != n*5/6 || st.Tombstones != n/6 || st.Corrupt != 0 {
 				t.Fatalf("Stats after reopen: %+v", st)
 			}
 		})

@@ -10,7 +10,8 @@ import (
 // of expirations is spread over several passes instead of one long stall.
 const reapBudget = 1 << 16
 
-// reaper is the goroutine that deletes expired stashes. Each pass reads the
+// reaper is the goroutine that turns expired stashes into tombstones and
+// removes tombstones whose TombstoneTTL has passed. Each pass reads the
 // per-slot lower bound of the earliest expiry (one atomic load per slot)
 // and scans only slots whose bound is due; a pass stops after examining
 // reapBudget entries and the next one resumes where it stopped, soon.
@@ -58,9 +59,10 @@ func (s *Store) reapPass(cursor, budget int, keys []string) (int, bool, []string
 	return cursor, false, keys
 }
 
-// reapSlot removes slot's expired stashes from memory, enqueues their
-// deletion from disk, recomputes the slot's bound and returns the number
-// of entries examined.
+// reapSlot turns slot's expired stashes into tombstones (or removes them,
+// if their tombstone would already be due), removes its due tombstones,
+// enqueues those changes for disk, recomputes the slot's bound and returns
+// the number of entries examined.
 func (s *Store) reapSlot(slot uint16, now int64, keys []string) (int, []string) {
 	sl := &s.slots[slot]
 	sl.mu.Lock()
@@ -84,16 +86,21 @@ func (s *Store) reapSlot(slot uint16, now int64, keys []string) (int, []string) 
 			next = min(next, e.exp)
 		}
 	}
+	// After Close the enqueues fail with ErrClosed; the next Open turns
+	// the expired record into a tombstone, or skips the due tombstone and
+	// deletes it, anyway.
 	for _, k := range keys {
-		s.removeLocked(sl, sl.t.find(maphash.String(s.seed, k), k))
-		// After Close this fails with ErrClosed; the next Open skips and
-		// deletes the record anyway.
-		_, _ = s.enqueue(slot, sl, k, nil, true)
+		i := sl.t.find(maphash.String(s.seed, k), k)
+		if sl.t.entries[i].tombstone() {
+			s.removeLocked(sl, i)
+			_, _ = s.enqueue(slot, sl, k, nil)
+			continue
+		}
+		if gcAt, _, _ := s.expireLocked(slot, sl, i, now); gcAt != 0 {
+			next = min(next, gcAt)
+		}
 	}
 	sl.minExp.Store(next)
-	if len(keys) > 0 {
-		s.expired.Add(int64(len(keys)))
-	}
 	clear(keys)
 	return examined, keys
 }

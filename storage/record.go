@@ -8,14 +8,18 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// On-disk layout of stash.db (format 2; format 1 lacked "walckpt" and the
-// log, and is upgraded in place at Open).
+// On-disk layout of stash.db (format 3; format 2 had no tombstones, and
+// format 1 lacked "walckpt" and the log too; both are upgraded in place at
+// Open, as they hold nothing this format does not read).
 //
-// Bucket "stashes": one record per stash.
+// Bucket "stashes": one record per stash or tombstone.
 //
 //	key   = slot (2 bytes, big-endian) ++ stash key
 //	value = kind (1) ++ expireAt (8, BE, int64 unix ms) ++ epoch (4, BE)
 //	        ++ seq (8, BE) ++ crc (4, BE) ++ value bytes
+//
+// A tombstone has kind 0x0F (kindTombstone), no value bytes, and, as
+// expireAt, the time it is to be removed.
 //
 // crc is CRC-32C over the bbolt key, the first 21 header bytes and the
 // value bytes, so a record that was damaged, or moved under another key,
@@ -31,7 +35,7 @@ import (
 // with their bytes unchanged for inspection.
 
 const (
-	formatVersion = 2
+	formatVersion = 3
 	recHdrLen     = 1 + 8 + 4 + 8 + 4
 	recCRCOff     = recHdrLen - 4
 
@@ -52,11 +56,11 @@ var (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// record is a decoded stash record.
+// record is a decoded stash or tombstone record.
 type record struct {
 	slot  uint16
 	key   []byte // aliases the input
-	kind  Kind
+	kind  Kind   // kindTombstone for a tombstone
 	exp   int64
 	ver   Version
 	value []byte // aliases the input
@@ -118,7 +122,12 @@ func decodeRecord(k, v []byte) (record, error) {
 		return r, fmt.Errorf("%w: checksum %08x, computed %08x", ErrCorrupt, want, got)
 	}
 	r.kind = Kind(v[0])
-	if !r.kind.valid() {
+	switch {
+	case r.kind == kindTombstone:
+		if len(v) != recHdrLen {
+			return r, fmt.Errorf("%w: tombstone with a value of %d bytes", ErrCorrupt, len(v)-recHdrLen)
+		}
+	case !r.kind.valid():
 		return r, fmt.Errorf("%w: unknown kind %d", ErrCorrupt, r.kind)
 	}
 	r.exp = int64(binary.BigEndian.Uint64(v[1:]))

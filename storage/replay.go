@@ -253,12 +253,18 @@ func (s *Store) replayRecord(r *walRecord, d *dirtySet, part, parts int) {
 	defer sl.mu.Unlock()
 	sl.seq = max(sl.seq, r.hw, r.seq)
 	switch r.op {
-	case walPut:
+	case walPut, walTombstone:
 		key := string(r.key)
 		h := maphash.String(s.seed, key)
-		st := Stash{Kind: r.kind, Value: string(r.value), ExpireAt: r.exp, Version: Version{Epoch: r.epoch, Seq: r.seq}}
-		key = s.putLocked(sl, h, sl.t.find(h, key), key, &st)
-		d.add(wkey{slot: r.slot, key: key})
+		v := Version{Epoch: r.epoch, Seq: r.seq}
+		var e entry
+		if r.op == walPut {
+			e = makeEntry(key, r.kind, string(r.value), r.exp, v)
+		} else {
+			e = makeTombstone(key, v, r.exp) // removed by the reaper if due
+		}
+		s.storeLocked(sl, h, sl.t.find(h, key), &e)
+		d.add(wkey{slot: r.slot, key: e.key})
 	case walDelete:
 		key := string(r.key)
 		if i := sl.t.find(maphash.String(s.seed, key), key); i >= 0 {

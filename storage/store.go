@@ -25,7 +25,7 @@ const (
 	OpKeep Op = iota
 	// OpPut stores the returned stash.
 	OpPut
-	// OpDelete removes the key.
+	// OpDelete removes the key, leaving a tombstone.
 	OpDelete
 )
 
@@ -44,28 +44,32 @@ func (o Op) String() string {
 
 // slot is the in-memory state of one slot.
 type slot struct {
-	mu  sync.RWMutex // guards t and seq; held for writing while a change is applied and enqueued
-	t   table
-	seq uint64 // highest sequence assigned or applied in this slot (never decreases)
-	// minExp is a lower bound on the earliest non-zero ExpireAt in t
-	// (math.MaxInt64: none). Written under mu; read by the reaper without it.
+	mu    sync.RWMutex // guards t, tombs and seq; held for writing while a change is applied and enqueued
+	t     table
+	tombs int    // tombstones in t
+	seq   uint64 // highest sequence assigned or applied in this slot (never decreases)
+	// minExp is a lower bound on the earliest non-zero exp in t, expiry or
+	// tombstone removal (math.MaxInt64: none). Written under mu; read by
+	// the reaper without it.
 	minExp atomic.Int64
 }
 
 // Store is one node's storage engine: every stash in memory, organised by
 // slot, made durable in bbolt by a group-commit batcher, with a reaper that
-// deletes expired stashes. See the package documentation.
+// turns expired stashes into tombstones and removes old tombstones. See the
+// package documentation.
 type Store struct {
-	cfg   Config
-	log   *slog.Logger
-	seed  maphash.Seed // for the per-slot tables
-	slots []slot       // len Slots
-	epoch atomic.Uint32
+	cfg     Config
+	log     *slog.Logger
+	seed    maphash.Seed // for the per-slot tables
+	slots   []slot       // len Slots
+	epoch   atomic.Uint32
+	tombTTL int64 // cfg.TombstoneTTL in milliseconds
 
 	db *bolt.DB // nil when memory only
 	bt *batcher // nil when memory only
 
-	stashes, bytes, expired atomic.Int64
+	stashes, bytes, tombstones, expired atomic.Int64
 
 	// Set by Open before the Store is returned; read-only afterwards.
 	loaded, corrupt        int64
@@ -95,6 +99,8 @@ func Open(cfg Config) (*Store, error) {
 		seed:  maphash.MakeSeed(),
 		slots: make([]slot, Slots),
 		stop:  make(chan struct{}),
+
+		tombTTL: max(cfg.TombstoneTTL.Milliseconds(), 1),
 	}
 	s.epoch.Store(1)
 	for i := range s.slots {
@@ -114,8 +120,8 @@ func Open(cfg Config) (*Store, error) {
 // (so that the next Open replays nothing), stops the goroutines and closes
 // the files.
 // It is safe to call more than once; later calls return nil. Afterwards
-// every method returns ErrClosed (Get reports a miss, Scan and ScanSlot
-// visit nothing).
+// every method returns ErrClosed (Get and Lookup report a miss, Scan,
+// ScanSlot and ScanSlotAll visit nothing).
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
@@ -138,6 +144,12 @@ func (s *Store) Close() error {
 
 func (s *Store) nowMs() int64 { return s.cfg.Now().UnixMilli() }
 
+// expiryTombstone returns when the tombstone left by a stash that expired
+// at exp is to be removed: TombstoneTTL after the expiry, so that every
+// replica, and every reload, agrees on it. At or before now there is no
+// point in leaving one.
+func (s *Store) expiryTombstone(exp int64) int64 { return exp + s.tombTTL }
+
 func (s *Store) check(slot uint16) error {
 	if slot >= Slots {
 		return fmt.Errorf("%w: %d", ErrBadSlot, slot)
@@ -150,8 +162,9 @@ func (s *Store) check(slot uint16) error {
 
 // Get returns the stash stored under key in slot. An expired stash
 // (ExpireAt != 0 && ExpireAt <= now) is reported missing even before the
-// reaper removes it. Get does not retain key (it may alias a buffer that is
-// reused after the call); the returned Stash.Key is the store's own string.
+// reaper removes it, and so is a tombstone. Get does not retain key (it may
+// alias a buffer that is reused after the call); the returned Stash.Key is
+// the store's own string.
 func (s *Store) Get(slot uint16, key string) (Stash, bool) {
 	if s.check(slot) != nil {
 		return Stash{}, false
@@ -167,10 +180,30 @@ func (s *Store) Get(slot uint16, key string) (Stash, bool) {
 	}
 	e := sl.t.entries[i]
 	sl.mu.RUnlock()
-	if e.expired(now) {
+	if !e.live(now) {
 		return Stash{}, false
 	}
 	return e.stash(), true
+}
+
+// Lookup returns what slot holds for key, whatever it is: a live stash, an
+// expired one the reaper has not removed yet, or a tombstone (Deleted set,
+// with the version of the delete). It reports false only when nothing is
+// held. Replication uses it to compare versions with a peer. Like Get, it
+// does not retain key.
+func (s *Store) Lookup(slot uint16, key string) (Stash, bool) {
+	if s.check(slot) != nil {
+		return Stash{}, false
+	}
+	h := maphash.String(s.seed, key)
+	sl := &s.slots[slot]
+	sl.mu.RLock()
+	defer sl.mu.RUnlock()
+	i := sl.t.find(h, key)
+	if i < 0 {
+		return Stash{}, false
+	}
+	return sl.t.entries[i].stash(), true
 }
 
 // SetEpoch sets the epoch of versions assigned by Update (default 1).
@@ -178,16 +211,21 @@ func (s *Store) SetEpoch(e uint32) { s.epoch.Store(e) }
 
 // Update reads, modifies and writes one key atomically. It calls fn once,
 // under the slot's write lock, with the current live stash (ok=false when
-// the key is absent or expired), and applies the Op fn returns:
+// the key is absent, expired or a tombstone), and applies the Op fn
+// returns:
 //
-//   - OpPut stores next, with next.Key forced to key and a zero Kind stored
-//     as KindString. If next.Version is zero the store assigns
-//     Version{Epoch: current epoch, Seq: the slot's next sequence};
+//   - OpPut stores next, with next.Key forced to key, a zero Kind stored
+//     as KindString and next.Deleted ignored. If next.Version is zero the
+//     store assigns Version{Epoch: current epoch, Seq: the slot's next
+//     sequence}, newer than anything the slot holds (a tombstone included)
+//     unless SetEpoch is behind the epoch of a version applied to it;
 //     otherwise next.Version is stored as given (and raises the slot's
-//     sequence if higher).
-//   - OpDelete removes key. Deleting an absent key changes nothing and
-//     reports OpKeep; deleting an expired one removes it (counted in
-//     Stats.Expired) and reports OpKeep.
+//     sequence if higher). It replaces whatever is held, a tombstone too.
+//   - OpDelete replaces the key with a tombstone at a version assigned as
+//     for a put, kept for Config.TombstoneTTL. Deleting an absent key or a
+//     tombstone changes nothing and reports OpKeep; deleting an expired
+//     one turns it into the tombstone the reaper would have left (at the
+//     stash's version; counted in Stats.Expired) and reports OpKeep.
 //   - OpKeep changes nothing.
 //
 // fn must not block and must not call the Store (the slot lock is held).
@@ -202,20 +240,35 @@ func (s *Store) SetEpoch(e uint32) { s.epoch.Store(e) }
 // Op with ctx's error (the change stays in memory and will be committed).
 // It returns the Op applied.
 func (s *Store) Update(ctx context.Context, slot uint16, key string, fn func(cur Stash, ok bool) (next Stash, op Op)) (Op, error) {
+	op, _, err := s.Change(ctx, slot, key, fn)
+	return op, err
+}
+
+// Change is Update that also returns what the store holds for key
+// afterwards, for a primary to ship to its backups (with Apply):
+//
+//   - after OpPut, the stored stash: Key (the store's own string), the
+//     normalised Kind, Value, ExpireAt and the Version assigned or given;
+//   - after an OpDelete that removed a live stash, its tombstone:
+//     Stash{Key, Version, Deleted: true};
+//   - after OpKeep (also a delete that found nothing live), the zero Stash.
+//
+// Everything Update promises holds for Change.
+func (s *Store) Change(ctx context.Context, slot uint16, key string, fn func(cur Stash, ok bool) (next Stash, op Op)) (Op, Stash, error) {
 	if err := s.check(slot); err != nil {
-		return OpKeep, err
+		return OpKeep, Stash{}, err
 	}
 	if err := ctx.Err(); err != nil {
-		return OpKeep, err
+		return OpKeep, Stash{}, err
 	}
 	if len(key) > MaxKeyLen {
-		return OpKeep, fmt.Errorf("%w: key of %d bytes (max %d)", ErrTooLarge, len(key), MaxKeyLen)
+		return OpKeep, Stash{}, fmt.Errorf("%w: key of %d bytes (max %d)", ErrTooLarge, len(key), MaxKeyLen)
 	}
-	op, b, err := s.update(slot, key, fn)
+	op, st, b, err := s.change(slot, key, fn)
 	if err != nil || b == nil {
-		return op, err
+		return op, st, err
 	}
-	return op, s.settle(ctx, b)
+	return op, st, s.settle(ctx, b)
 }
 
 // settle waits, after a change was enqueued in batch b, for what the
@@ -230,7 +283,7 @@ func (s *Store) settle(ctx context.Context, b *batch) error {
 	return s.bt.throttle(ctx)
 }
 
-func (s *Store) update(slot uint16, key string, fn func(Stash, bool) (Stash, Op)) (Op, *batch, error) {
+func (s *Store) change(slot uint16, key string, fn func(Stash, bool) (Stash, Op)) (Op, Stash, *batch, error) {
 	h := maphash.String(s.seed, key)
 	now := s.nowMs()
 	sl := &s.slots[slot]
@@ -238,17 +291,17 @@ func (s *Store) update(slot uint16, key string, fn func(Stash, bool) (Stash, Op)
 	defer sl.mu.Unlock()
 	i := sl.t.find(h, key)
 	var cur Stash
-	ok := i >= 0 && !sl.t.entries[i].expired(now)
+	ok := i >= 0 && sl.t.entries[i].live(now)
 	if ok {
 		cur = sl.t.entries[i].stash()
 	}
 	next, op := fn(cur, ok)
 	switch op {
 	case OpKeep:
-		return OpKeep, nil, nil
+		return OpKeep, Stash{}, nil, nil
 	case OpPut:
 		if err := checkStash(&next); err != nil {
-			return OpKeep, nil, err
+			return OpKeep, Stash{}, nil, err
 		}
 		if next.Version.IsZero() {
 			sl.seq++
@@ -259,33 +312,43 @@ func (s *Store) update(slot uint16, key string, fn func(Stash, bool) (Stash, Op)
 		if i < 0 {
 			key = strings.Clone(key) // the caller's key may be transient
 		}
-		k := s.putLocked(sl, h, i, key, &next)
-		b, err := s.enqueue(slot, sl, k, &next, false)
-		return OpPut, b, err
+		e := makeEntry(key, next.Kind, next.Value, next.ExpireAt, next.Version)
+		s.storeLocked(sl, h, i, &e)
+		next.Key, next.Deleted = e.key, false
+		b, err := s.enqueue(slot, sl, e.key, &e)
+		return OpPut, next, b, err
 	case OpDelete:
-		if i < 0 {
-			return OpKeep, nil, nil
+		switch {
+		case i < 0 || sl.t.entries[i].tombstone():
+			return OpKeep, Stash{}, nil, nil
+		case !ok:
+			_, b, err := s.expireLocked(slot, sl, i, now)
+			return OpKeep, Stash{}, b, err
 		}
-		k := s.removeLocked(sl, i)
-		if !ok {
-			s.expired.Add(1)
-			op = OpKeep
-		}
-		b, err := s.enqueue(slot, sl, k, nil, true)
-		return op, b, err
+		sl.seq++
+		e := makeTombstone(key, Version{Epoch: s.epoch.Load(), Seq: sl.seq}, now+s.tombTTL)
+		s.storeLocked(sl, h, i, &e)
+		b, err := s.enqueue(slot, sl, e.key, &e)
+		return OpDelete, e.stash(), b, err
 	default:
-		return OpKeep, nil, fmt.Errorf("%w: op %d", ErrInvalid, op)
+		return OpKeep, Stash{}, nil, fmt.Errorf("%w: op %d", ErrInvalid, op)
 	}
 }
 
-// Apply stores st (or, when del, deletes st.Key) only if st.Version is newer
-// than the version held for the key — expired or not — and reports whether
-// it did. With nothing held, a put is stored and a delete reports true.
-// The slot's sequence is raised to st.Version.Seq when it applies. Like
-// Update, it waits for the commit under FsyncAlways.
+// Apply stores st, or when del (or st.Deleted) a tombstone for st.Key at
+// st.Version, only if st.Version is newer than the version held for the
+// key — a live stash, an expired one or a tombstone — or nothing is held,
+// and reports whether it did. So a put loses against a tombstone of an
+// equal or newer version and wins against an older one, and a delete
+// leaves a tombstone even for a key it finds absent: replicas that apply
+// the same versions, in any order, converge. A tombstone applied here is
+// kept for Config.TombstoneTTL from now; its st.Kind, Value and ExpireAt
+// are ignored. The slot's sequence is raised to st.Version.Seq when it
+// applies. Like Update, it waits for the commit under FsyncAlways.
 //
-// The store keeps no tombstones: after a delete, an older put for the same
-// key is applied. Replication must order deletes itself.
+// Once a tombstone has been removed (TombstoneTTL after the delete), an
+// older put for its key is applied again: the TTL must cover how late a
+// replica's versions can arrive.
 func (s *Store) Apply(ctx context.Context, slot uint16, st Stash, del bool) (bool, error) {
 	if err := s.check(slot); err != nil {
 		return false, err
@@ -296,6 +359,7 @@ func (s *Store) Apply(ctx context.Context, slot uint16, st Stash, del bool) (boo
 	if len(st.Key) > MaxKeyLen {
 		return false, fmt.Errorf("%w: key of %d bytes (max %d)", ErrTooLarge, len(st.Key), MaxKeyLen)
 	}
+	del = del || st.Deleted
 	if !del {
 		if err := checkStash(&st); err != nil {
 			return false, err
@@ -318,18 +382,14 @@ func (s *Store) apply(slot uint16, st *Stash, del bool) (bool, *batch, error) {
 		return false, nil, nil
 	}
 	sl.seq = max(sl.seq, st.Version.Seq)
+	var e entry
 	if del {
-		k := st.Key
-		if i >= 0 {
-			k = s.removeLocked(sl, i)
-		}
-		// Enqueued even when nothing was held: it carries the sequence
-		// high-water to disk.
-		b, err := s.enqueue(slot, sl, k, nil, true)
-		return true, b, err
+		e = makeTombstone(st.Key, st.Version, s.nowMs()+s.tombTTL)
+	} else {
+		e = makeEntry(st.Key, st.Kind, st.Value, st.ExpireAt, st.Version)
 	}
-	k := s.putLocked(sl, h, i, st.Key, st)
-	b, err := s.enqueue(slot, sl, k, st, false)
+	s.storeLocked(sl, h, i, &e)
+	b, err := s.enqueue(slot, sl, e.key, &e)
 	return true, b, err
 }
 
@@ -347,48 +407,89 @@ func checkStash(st *Stash) error {
 	return nil
 }
 
-// putLocked stores st under key in bucket i (or a new one when i < 0) and
-// returns the key string the table holds. sl.mu is held.
-func (s *Store) putLocked(sl *slot, h uint64, i int, key string, st *Stash) string {
-	e := makeEntry(key, st.Kind, st.Value, st.ExpireAt, st.Version)
+// storeLocked puts e, a stash or a tombstone, in bucket i, replacing what
+// is there, or in a new bucket when i < 0 (h is the hash of e.key, which
+// must then be a string the store may keep). Replacing keeps the table's
+// own key string, which it sets in e.key. sl.mu is held.
+func (s *Store) storeLocked(sl *slot, h uint64, i int, e *entry) {
 	if i >= 0 {
 		old := &sl.t.entries[i]
-		e.key = old.key // keep the table's own copy of the key
-		s.bytes.Add(e.size() - old.size())
-		*old = e
+		e.key = old.key
+		s.recount(sl, old, e)
+		*old = *e
 	} else {
-		sl.t.insert(s.seed, h, e)
-		s.stashes.Add(1)
-		s.bytes.Add(e.size())
+		sl.t.insert(s.seed, h, *e)
+		s.recount(sl, nil, e)
 	}
 	if e.exp != 0 && e.exp < sl.minExp.Load() {
 		sl.minExp.Store(e.exp)
 	}
-	return e.key
 }
 
-// removeLocked removes the entry in bucket i and returns its key.
-// sl.mu is held.
+// removeLocked removes the entry in bucket i, leaving nothing, and returns
+// its key. sl.mu is held.
 func (s *Store) removeLocked(sl *slot, i int) string {
 	e := &sl.t.entries[i]
 	k := e.key
-	s.stashes.Add(-1)
-	s.bytes.Add(-e.size())
+	s.recount(sl, e, nil)
 	sl.t.removeAt(s.seed, i)
 	return k
 }
 
-// enqueue hands a put (st != nil) or a delete to the batcher. sl.mu is
-// held, which orders enqueues for one key as their memory changes.
-func (s *Store) enqueue(slot uint16, sl *slot, key string, st *Stash, del bool) (*batch, error) {
+// recount updates the counters for the replacement of old by new (either
+// nil for none). sl.mu is held.
+func (s *Store) recount(sl *slot, old, new *entry) {
+	var stashes, bytes, tombs int64
+	for sign, e := range [2]*entry{old, new} {
+		switch {
+		case e == nil:
+			continue
+		case e.tombstone():
+			tombs += int64(2*sign - 1)
+		default:
+			stashes += int64(2*sign - 1)
+			bytes += int64(2*sign-1) * e.size()
+		}
+	}
+	if stashes != 0 {
+		s.stashes.Add(stashes)
+	}
+	if bytes != 0 {
+		s.bytes.Add(bytes)
+	}
+	if tombs != 0 {
+		s.tombstones.Add(tombs)
+		sl.tombs += int(tombs)
+	}
+}
+
+// expireLocked turns the expired stash in bucket i into the tombstone its
+// expiry leaves (at its version, until TombstoneTTL after its expiry), or
+// removes it if that time has passed, and enqueues the change. It returns
+// the tombstone's removal time (0 if none was left). sl.mu is held.
+func (s *Store) expireLocked(slot uint16, sl *slot, i int, now int64) (int64, *batch, error) {
+	s.expired.Add(1)
+	old := &sl.t.entries[i]
+	gcAt := s.expiryTombstone(old.exp)
+	if gcAt <= now {
+		k := s.removeLocked(sl, i)
+		b, err := s.enqueue(slot, sl, k, nil)
+		return 0, b, err
+	}
+	e := makeTombstone(old.key, old.version(), gcAt)
+	s.storeLocked(sl, 0, i, &e)
+	b, err := s.enqueue(slot, sl, e.key, &e)
+	return e.exp, b, err
+}
+
+// enqueue hands the batcher the new state of key: e, a stash or a
+// tombstone, or nothing (nil: the key is gone). sl.mu is held, which
+// orders enqueues for one key as their memory changes.
+func (s *Store) enqueue(slot uint16, sl *slot, key string, e *entry) (*batch, error) {
 	if s.bt == nil {
 		return nil, nil
 	}
-	w := wval{hw: sl.seq, del: del}
-	if !del {
-		w.val, w.exp, w.seq, w.epoch, w.kind = st.Value, st.ExpireAt, st.Version.Seq, st.Version.Epoch, st.Kind
-	}
-	return s.bt.enqueue(wkey{slot: slot, key: key}, w, s.cfg.Fsync == FsyncAlways)
+	return s.bt.enqueue(wkey{slot: slot, key: key}, wvalOf(e, sl.seq), s.cfg.Fsync == FsyncAlways)
 }
 
 // Scan visits keys in slot order, like Redis SCAN: cursor is the slot to
@@ -412,7 +513,7 @@ func (s *Store) Scan(cursor uint64, count int, fn func(key string)) (next uint64
 		keys = keys[:0]
 		sl.mu.RLock()
 		for j, tg := range sl.t.tags {
-			if tg != 0 && !sl.t.entries[j].expired(now) {
+			if tg != 0 && sl.t.entries[j].live(now) {
 				keys = append(keys, sl.t.entries[j].key)
 			}
 		}
@@ -430,20 +531,37 @@ func (s *Store) Scan(cursor uint64, count int, fn func(key string)) (next uint64
 	return 0
 }
 
-// ScanSlot calls fn for each live stash of slot, in no particular order,
-// until fn returns false. It copies the slot's entries (headers only, not
-// the bytes) under the read lock and calls fn without locks held, so fn may
-// call the Store; changes made meanwhile are not seen.
+// ScanSlot calls fn for each live stash of slot (no tombstones, nothing
+// expired), in no particular order, until fn returns false. It copies the
+// slot's entries (headers only, not the bytes) under the read lock and
+// calls fn without locks held, so fn may call the Store; changes made
+// meanwhile are not seen.
 func (s *Store) ScanSlot(slot uint16, fn func(Stash) bool) {
+	s.scanSlot(slot, false, fn)
+}
+
+// ScanSlotAll is ScanSlot visiting everything slot holds: live stashes,
+// expired ones the reaper has not removed yet, and tombstones (Deleted
+// set). It is how a whole slot is shipped to a peer, which applies each
+// with Apply(ctx, slot, st, st.Deleted) so that deletes travel too.
+func (s *Store) ScanSlotAll(slot uint16, fn func(Stash) bool) {
+	s.scanSlot(slot, true, fn)
+}
+
+func (s *Store) scanSlot(slot uint16, all bool, fn func(Stash) bool) {
 	if s.check(slot) != nil {
 		return
 	}
 	now := s.nowMs()
 	sl := &s.slots[slot]
 	sl.mu.RLock()
-	snap := make([]Stash, 0, sl.t.n)
+	n := sl.t.n
+	if !all {
+		n -= sl.tombs
+	}
+	snap := make([]Stash, 0, n)
 	for j, tg := range sl.t.tags {
-		if e := &sl.t.entries[j]; tg != 0 && !e.expired(now) {
+		if e := &sl.t.entries[j]; tg != 0 && (all || e.live(now)) {
 			snap = append(snap, e.stash())
 		}
 	}
@@ -456,7 +574,7 @@ func (s *Store) ScanSlot(slot uint16, fn func(Stash) bool) {
 }
 
 // SlotCount returns the number of stashes held in slot, including expired
-// ones the reaper has not removed yet. O(1).
+// ones the reaper has not removed yet but not tombstones. O(1).
 func (s *Store) SlotCount(slot uint16) int {
 	if s.check(slot) != nil {
 		return 0
@@ -464,13 +582,20 @@ func (s *Store) SlotCount(slot uint16) int {
 	sl := &s.slots[slot]
 	sl.mu.RLock()
 	defer sl.mu.RUnlock()
-	return sl.t.n
+	return sl.t.n - sl.tombs
 }
 
-// Digest returns an order-independent hash of the (key, version, expiry)
-// of slot's live stashes: equal sets give equal digests on every node and
-// every run; an empty slot digests to 0. Expired stashes are left out, so
-// replicas agree before their reapers have run.
+// Digest returns an order-independent hash of slot's contents as the reaper
+// leaves them: (key, version, expiry) of each live stash, and (key,
+// version, deleted) of each tombstone, where an expired stash counts as
+// the tombstone it leaves and a tombstone or expired stash past its
+// removal time counts as gone. So two replicas that differ only by a
+// delete differ, and replicas agree whether or not their reapers have run.
+// Equal contents give equal digests on every node and every run; an empty
+// slot digests to 0. A tombstone's removal time is left out, but it is set
+// by each replica's own clock when the delete reaches it, so replicas may
+// disagree for as long as their deliveries of a delete were apart,
+// TombstoneTTL later.
 func (s *Store) Digest(slot uint16) uint64 {
 	if s.check(slot) != nil {
 		return 0
@@ -480,8 +605,18 @@ func (s *Store) Digest(slot uint16) uint64 {
 	var d uint64
 	sl.mu.RLock()
 	for j, tg := range sl.t.tags {
-		if e := &sl.t.entries[j]; tg != 0 && !e.expired(now) {
-			d += entryDigest(e.key, e.version(), e.exp)
+		if tg == 0 {
+			continue
+		}
+		switch e := &sl.t.entries[j]; {
+		case e.tombstone():
+			if !e.expired(now) {
+				d += entryDigest(e.key, e.version(), 0, true)
+			}
+		case !e.expired(now):
+			d += entryDigest(e.key, e.version(), e.exp, false)
+		case s.expiryTombstone(e.exp) > now:
+			d += entryDigest(e.key, e.version(), 0, true)
 		}
 	}
 	sl.mu.RUnlock()
@@ -489,8 +624,8 @@ func (s *Store) Digest(slot uint16) uint64 {
 }
 
 // entryDigest hashes one entry deterministically (FNV-1a of the key, then
-// splitmix64 rounds over version and expiry).
-func entryDigest(key string, v Version, exp int64) uint64 {
+// splitmix64 rounds over version, tombstone flag and expiry).
+func entryDigest(key string, v Version, exp int64, deleted bool) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(key); i++ {
 		h ^= uint64(key[i])
@@ -498,6 +633,9 @@ func entryDigest(key string, v Version, exp int64) uint64 {
 	}
 	h = mix64(h ^ uint64(v.Epoch))
 	h = mix64(h ^ v.Seq)
+	if deleted {
+		h = mix64(h ^ 1)
+	}
 	return mix64(h ^ uint64(exp))
 }
 
@@ -508,23 +646,27 @@ func mix64(x uint64) uint64 {
 	return x ^ x>>31
 }
 
-// clearLocked empties sl. sl.mu is held.
+// clearLocked empties sl, tombstones included. sl.mu is held.
 func (s *Store) clearLocked(sl *slot) {
 	var n, b int64
 	for j, tg := range sl.t.tags {
-		if tg != 0 {
+		if e := &sl.t.entries[j]; tg != 0 && !e.tombstone() {
 			n++
-			b += sl.t.entries[j].size()
+			b += e.size()
 		}
 	}
 	s.stashes.Add(-n)
 	s.bytes.Add(-b)
+	s.tombstones.Add(-int64(sl.tombs))
+	sl.tombs = 0
 	sl.t = table{}
 	sl.minExp.Store(math.MaxInt64)
 }
 
-// DropSlot removes every stash of slot from memory and disk, and waits
-// until the removal is committed. The slot's sequence is kept.
+// DropSlot removes every stash and tombstone of slot from memory and disk,
+// and waits until the removal is committed. The slot's sequence is kept.
+// It leaves no tombstones: it is a reset (the slot moved away, or is to be
+// fetched whole), not a delete to replicate.
 func (s *Store) DropSlot(ctx context.Context, slot uint16) error {
 	if err := s.check(slot); err != nil {
 		return err
@@ -544,8 +686,9 @@ func (s *Store) DropSlot(ctx context.Context, slot uint16) error {
 	return wait(ctx, b)
 }
 
-// FlushAll removes every stash from memory and disk and waits until the
-// removal is committed. Slot sequences are kept.
+// FlushAll removes every stash and tombstone from memory and disk and waits
+// until the removal is committed. Slot sequences are kept. Like DropSlot, it
+// is a reset and leaves no tombstones.
 func (s *Store) FlushAll(ctx context.Context) error {
 	if s.closed.Load() {
 		return ErrClosed
@@ -589,13 +732,14 @@ func (s *Store) Sync(ctx context.Context) error {
 // Stats returns a summary of the store. It is cheap: counters only.
 func (s *Store) Stats() Stats {
 	st := Stats{
-		Stashes:  s.stashes.Load(),
-		Bytes:    s.bytes.Load(),
-		Expired:  s.expired.Load(),
-		Loaded:   s.loaded,
-		LoadedIn: s.loadedIn,
-		Corrupt:  s.corrupt,
-		Replayed: s.replayed,
+		Stashes:    s.stashes.Load(),
+		Bytes:      s.bytes.Load(),
+		Tombstones: s.tombstones.Load(),
+		Expired:    s.expired.Load(),
+		Loaded:     s.loaded,
+		LoadedIn:   s.loadedIn,
+		Corrupt:    s.corrupt,
+		Replayed:   s.replayed,
 
 		WALDiscarded: s.walDiscarded,
 	}

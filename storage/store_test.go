@@ -433,16 +433,42 @@ func TestDigest(t *testing.T) {
 	}
 }
 
-func TestDigestIgnoresExpired(t *testing.T) {
+// TestDigestExpiredAsTombstone checks that an expired stash digests as the
+// tombstone the reaper turns it into, so replicas agree whether or not
+// their reapers have run, and as nothing once that tombstone is due.
+func TestDigestExpiredAsTombstone(t *testing.T) {
 	clock := newFakeClock()
-	a := openStore(t, Config{Now: clock.Now, ReapInterval: time.Hour})
-	b := openStore(t, Config{Now: clock.Now, ReapInterval: time.Hour})
+	cfg := Config{Now: clock.Now, ReapInterval: time.Hour, TombstoneTTL: time.Minute}
+	a, b, c := openStore(t, cfg), openStore(t, cfg), openStore(t, cfg)
+	ctx := context.Background()
 	put(t, a, 1, "k", "v", 0)
-	a.Apply(context.Background(), 1, Stash{Key: "gone", Value: "v", ExpireAt: clock.NowMs() + 10, Version: Version{1, 7}}, false)
-	b.Apply(context.Background(), 1, mustGet(t, a, 1, "k"), false)
+	gone := Stash{Key: "gone", Value: "v", ExpireAt: clock.NowMs() + 10, Version: Version{1, 7}}
+	for _, s := range []*Store{a, b, c} {
+		if s != a {
+			s.Apply(ctx, 1, mustGet(t, a, 1, "k"), false)
+		}
+		s.Apply(ctx, 1, gone, false)
+	}
 	clock.Advance(time.Second)
+	b.reapPass(0, reapBudget, nil) // b turned "gone" into a tombstone; a did not
+	if st := b.Stats(); st.Tombstones != 1 {
+		t.Fatalf("b: %+v", st)
+	}
 	if a.Digest(1) != b.Digest(1) {
-		t.Fatalf("expired entry counted in digest")
+		t.Fatal("an expired stash and the tombstone it leaves digest differently")
+	}
+	c.Apply(ctx, 1, Stash{Key: "gone", Version: Version{1, 7}}, true) // c: a tombstone from a delete
+	if a.Digest(1) != c.Digest(1) {
+		t.Fatal("an expired stash and a delete's tombstone at its version digest differently")
+	}
+	without := openStore(t, cfg)
+	without.Apply(ctx, 1, mustGet(t, a, 1, "k"), false)
+	if a.Digest(1) == without.Digest(1) {
+		t.Fatal("a tombstone left no trace in the digest")
+	}
+	clock.Advance(time.Minute) // every tombstone of "gone" is due
+	if a.Digest(1) != without.Digest(1) || b.Digest(1) != without.Digest(1) {
+		t.Fatal("a due tombstone still counted in the digest")
 	}
 }
 
@@ -585,8 +611,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"zero", Config{}, nil},
 		{"defaults", DefaultConfig(), nil},
-		{"all bad", Config{Fsync: 7, BatchInterval: -1, ReapInterval: -1, CheckpointBytes: -1, CheckpointInterval: -1, MmapSize: -1, LockTimeout: -1},
-			[]string{"Fsync", "BatchInterval", "ReapInterval", "CheckpointBytes", "CheckpointInterval", "MmapSize", "LockTimeout"}},
+		{"all bad", Config{Fsync: 7, BatchInterval: -1, ReapInterval: -1, CheckpointBytes: -1, CheckpointInterval: -1, MmapSize: -1, LockTimeout: -1, TombstoneTTL: -1},
+			[]string{"Fsync", "BatchInterval", "ReapInterval", "CheckpointBytes", "CheckpointInterval", "MmapSize", "LockTimeout", "TombstoneTTL"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -9,7 +9,10 @@ import (
 
 // This file holds the in-memory index of one slot: an open-addressing hash
 // table with linear probing, a byte of hash tag per bucket, and
-// backward-shift deletion (no tombstones).
+// backward-shift deletion (no deleted-bucket markers). The store's own
+// tombstones (deleted keys kept for replication, see Stash.Deleted) are
+// ordinary entries of kind kindTombstone, with no value, whose exp is the
+// time the reaper removes them.
 //
 // Why not map[string]item? A Go map (Swiss table) with 16-byte keys and a
 // 40-byte item costs 57 bytes per bucket at a load factor that swings
@@ -48,9 +51,9 @@ const (
 type entry struct {
 	key   string
 	val   unsafe.Pointer // first byte of the value string; may be nil when the value is empty
-	vlen  uint32         // low 28 bits: len(value); high 4 bits: Kind
+	vlen  uint32         // low 28 bits: len(value); high 4 bits: Kind (kindTombstone for a tombstone)
 	epoch uint32
-	exp   int64 // ExpireAt, unix ms; 0 = never
+	exp   int64 // ExpireAt, unix ms; 0 = never. For a tombstone: when to remove it.
 	seq   uint64
 }
 
@@ -65,6 +68,18 @@ func makeEntry(key string, kind Kind, value string, exp int64, v Version) entry 
 	}
 }
 
+// makeTombstone returns the entry of a tombstone for key at version v, to
+// be removed at gcAt (unix ms).
+func makeTombstone(key string, v Version, gcAt int64) entry {
+	return entry{
+		key:   key,
+		vlen:  uint32(kindTombstone) << vlenBits,
+		epoch: v.Epoch,
+		exp:   max(gcAt, 1), // never 0, which would keep it forever
+		seq:   v.Seq,
+	}
+}
+
 func (e *entry) value() string {
 	return unsafe.String((*byte)(e.val), int(e.vlen&vlenMask))
 }
@@ -73,8 +88,17 @@ func (e *entry) kind() Kind             { return Kind(e.vlen >> vlenBits) }
 func (e *entry) version() Version       { return Version{Epoch: e.epoch, Seq: e.seq} }
 func (e *entry) size() int64            { return int64(len(e.key)) + int64(e.vlen&vlenMask) }
 func (e *entry) expired(now int64) bool { return e.exp != 0 && e.exp <= now }
+func (e *entry) tombstone() bool        { return e.kind() == kindTombstone }
 
+// live reports whether e is a stash that Get returns: not a tombstone, not
+// expired.
+func (e *entry) live(now int64) bool { return !e.tombstone() && !e.expired(now) }
+
+// stash returns a copy of e; a tombstone has only Key, Version and Deleted.
 func (e *entry) stash() Stash {
+	if e.tombstone() {
+		return Stash{Key: e.key, Version: e.version(), Deleted: true}
+	}
 	return Stash{
 		Key:      e.key,
 		Kind:     e.kind(),
@@ -168,7 +192,7 @@ func (t *table) resize(seed maphash.Seed, newCap int) {
 }
 
 // removeAt deletes the entry in bucket i, shifting later entries of its
-// probe run back so that no tombstone is needed. It may shrink the table.
+// probe run back so that no deleted-bucket marker is needed. It may shrink the table.
 func (t *table) removeAt(seed maphash.Seed, i int) {
 	c := len(t.tags)
 	j := i

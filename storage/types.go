@@ -18,7 +18,12 @@ const (
 	KindHash Kind = 2
 )
 
-// valid reports whether k is a kind the store can persist.
+// kindTombstone is the Kind the store records, in memory and on disk, for
+// a tombstone. It is never a Stash's Kind (a tombstone is reported with
+// Deleted set and a zero Kind), and Update and Apply refuse it.
+const kindTombstone Kind = 0xF
+
+// valid reports whether k is a kind the store can persist for a stash.
 func (k Kind) valid() bool { return k == KindString || k == KindHash }
 
 // Version orders writes to one key: Epoch (the slot-table epoch under which
@@ -42,12 +47,20 @@ func (v Version) IsZero() bool { return v == Version{} }
 
 // Stash is a copy of one stored stash. Value is immutable: the store never
 // changes a string it handed out.
+//
+// Deleted marks a tombstone: what the store keeps of a deleted (or
+// expired) key for Config.TombstoneTTL, so that an older version of the
+// key arriving later is refused (see Store.Apply). A tombstone has only
+// Key and Version; Kind, Value and ExpireAt are zero. Only Lookup,
+// ScanSlotAll and Change return tombstones; Get, Scan, ScanSlot and
+// Update's callback never see them.
 type Stash struct {
 	Key      string
 	Kind     Kind
 	Value    string // for KindHash, the encoding made by EncodeHash
 	ExpireAt int64  // absolute expiry, unix milliseconds; 0 = never
 	Version  Version
+	Deleted  bool // a tombstone (see above)
 }
 
 // Fsync says when a write reaches stable storage.
@@ -111,7 +124,17 @@ type Config struct {
 	// LockTimeout bounds how long Open waits for another process to release
 	// the file lock on stash.db. Default 10s.
 	LockTimeout time.Duration
-	// Now is the clock used for expiry. Default time.Now.
+	// TombstoneTTL is how long a tombstone is kept, by Now, after the
+	// delete that left it (after the expiry, for a stash that expired);
+	// then the reaper removes it, and an older version of the key is
+	// accepted again by Apply. It must exceed the longest a replica can
+	// be away (partitioned, down, lagging) and still rejoin by catching
+	// up rather than by a full resync of its slots: a replica back after
+	// longer may hold, and ship, versions older than a delete whose
+	// tombstone is gone, which would bring the key back. Default 1 hour.
+	TombstoneTTL time.Duration
+	// Now is the clock used for expiry and tombstone lifetimes. Default
+	// time.Now.
 	Now func() time.Time
 	// Logger receives open/reload/reaper decisions. Nil discards.
 	Logger *slog.Logger
@@ -133,6 +156,7 @@ func DefaultConfig() Config {
 		CheckpointInterval: 30 * time.Second,
 		MmapSize:           1 << 30,
 		LockTimeout:        10 * time.Second,
+		TombstoneTTL:       time.Hour,
 		Now:                time.Now,
 	}
 }
@@ -157,6 +181,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LockTimeout == 0 {
 		c.LockTimeout = d.LockTimeout
+	}
+	if c.TombstoneTTL == 0 {
+		c.TombstoneTTL = d.TombstoneTTL
 	}
 	if c.Now == nil {
 		c.Now = d.Now
@@ -192,6 +219,9 @@ func (c Config) Validate() error {
 	if c.LockTimeout < 0 {
 		errs = append(errs, fmt.Errorf("LockTimeout: %v is negative", c.LockTimeout))
 	}
+	if c.TombstoneTTL < 0 {
+		errs = append(errs, fmt.Errorf("TombstoneTTL: %v is negative", c.TombstoneTTL))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -200,16 +230,17 @@ func (c Config) Validate() error {
 
 // Stats is a point-in-time summary of a Store.
 type Stats struct {
-	Stashes  int64         // live entries (expired but not yet reaped included)
-	Bytes    int64         // sum of key and value bytes of those entries
-	Expired  int64         // stashes removed because they expired (reaper, or a delete of an expired stash) since Open
-	Commits  int64         // successful batcher commits (appends to the write-ahead log) since Open
-	Writes   int64         // writes carried by those commits (after coalescing)
-	Pending  int64         // writes waiting in the batcher for the next commit
-	Failed   int64         // batcher commits that failed (their writes are retried)
-	LoadedIn time.Duration // time Open spent reloading from disk (stash.db and the log)
-	Loaded   int64         // stashes held after Open reloaded stash.db and replayed the log
-	Corrupt  int64         // records rejected as corrupt at Open (moved to the quarantine bucket)
+	Stashes    int64         // live entries (expired but not yet reaped included; tombstones not)
+	Bytes      int64         // sum of key and value bytes of those entries
+	Tombstones int64         // tombstones held (deleted or expired keys, kept for Config.TombstoneTTL)
+	Expired    int64         // stashes turned into tombstones (or removed) because they expired, by the reaper or a delete, since Open
+	Commits    int64         // successful batcher commits (appends to the write-ahead log) since Open
+	Writes     int64         // writes carried by those commits (after coalescing)
+	Pending    int64         // writes waiting in the batcher for the next commit
+	Failed     int64         // batcher commits that failed (their writes are retried)
+	LoadedIn   time.Duration // time Open spent reloading from disk (stash.db and the log)
+	Loaded     int64         // stashes held after Open reloaded stash.db and replayed the log
+	Corrupt    int64         // records rejected as corrupt at Open (moved to the quarantine bucket)
 
 	WALBytes         int64 // bytes of write-ahead log a crash now would replay (not yet covered by a checkpoint)
 	Checkpoints      int64 // successful checkpoints (log moved into stash.db) since Open

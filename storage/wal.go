@@ -14,7 +14,7 @@ import (
 	"strings"
 )
 
-// The write-ahead log (format 1) is a directory, Dir/wal, of segment files
+// The write-ahead log (format 2) is a directory, Dir/wal, of segment files
 // named by a 16-hex-digit sequence number ("000000000000002a.wal"), each
 // starting with an 8-byte header ("SWAL" ++ uint32 BE version) followed by
 // frames:
@@ -25,9 +25,17 @@ import (
 //
 // crc is CRC-32C over the length bytes and the payload, so a torn or
 // damaged frame is detected and replay stops before it. hw is the slot's
-// sequence high-water when the change was made. A delete carries no kind,
-// expiry or value; a dropslot carries only its slot (and hw); a flushall
-// nothing.
+// sequence high-water when the change was made. op is put (1), delete (2),
+// dropslot (3), flushall (4) or tombstone (5). A tombstone (a delete that
+// must be remembered, see Stash.Deleted) carries its version and, as
+// expireAt, the time it is to be removed; no kind or value. A delete
+// removes the key, tombstone included (what the reaper does when a
+// tombstone's time is up), and carries no kind, expiry or value; a
+// dropslot carries only its slot (and hw); a flushall nothing.
+//
+// Format 1 had no tombstone op; this build replays format 1 segments too,
+// and writes format 2, which older builds refuse (ErrFormat) instead of
+// taking a tombstone for damage.
 //
 // Segment numbers are consecutive. The meta bucket's "walckpt" holds the
 // highest segment a checkpoint has moved into stash.db, in the same bbolt
@@ -38,7 +46,8 @@ import (
 const (
 	walDirName    = "wal"
 	walExt        = ".wal"
-	walVersion    = 1
+	walVersion    = 2 // format written
+	walOldest     = 1 // oldest format replayed
 	walHdrLen     = 8
 	walFrameHdr   = 8
 	walPayloadHdr = 1 + 2 + 1 + 8 + 4 + 8 + 8 + 2
@@ -56,6 +65,7 @@ const (
 	walDelete
 	walDropSlot
 	walFlushAll
+	walTombstone
 )
 
 // walRecord is one decoded log record. key and value alias the input.
@@ -78,8 +88,11 @@ func appendWALRecord(dst []byte, r *walRecord) []byte {
 
 // appendWALWrite appends the frame of a pending write to dst.
 func appendWALWrite(dst []byte, k wkey, w *wval) []byte {
-	if w.del {
+	switch {
+	case w.del:
 		return appendWALFrame(dst, walDelete, k.slot, 0, 0, 0, 0, w.hw, k.key, "")
+	case w.kind == kindTombstone:
+		return appendWALFrame(dst, walTombstone, k.slot, 0, w.exp, w.epoch, w.seq, w.hw, k.key, "")
 	}
 	return appendWALFrame(dst, walPut, k.slot, w.kind, w.exp, w.epoch, w.seq, w.hw, k.key, w.val)
 }
@@ -168,6 +181,10 @@ func decodeWALPayload(length []byte, crc uint32, p []byte) (walRecord, error) {
 		}
 		if len(r.value) > MaxValueLen {
 			return walRecord{}, fmt.Errorf("%w: log record value of %d bytes", ErrCorrupt, len(r.value))
+		}
+	case walTombstone:
+		if r.kind != 0 || len(r.value) != 0 {
+			return walRecord{}, fmt.Errorf("%w: log tombstone with a kind or value", ErrCorrupt)
 		}
 	case walDelete, walDropSlot, walFlushAll:
 		if len(r.value) != 0 {
@@ -372,8 +389,8 @@ func openSegment(r io.Reader, name string, size int64) (*segmentReader, error) {
 	if [4]byte(hdr[:4]) != walMagic {
 		return nil, fmt.Errorf("%w: %s is not a log segment (header %x)", ErrCorrupt, name, hdr)
 	}
-	if v := binary.BigEndian.Uint32(hdr[4:]); v != walVersion {
-		return nil, fmt.Errorf("%w: log segment %s has format %d, this build reads %d", ErrFormat, name, v, walVersion)
+	if v := binary.BigEndian.Uint32(hdr[4:]); v < walOldest || v > walVersion {
+		return nil, fmt.Errorf("%w: log segment %s has format %d, this build reads %d to %d", ErrFormat, name, v, walOldest, walVersion)
 	}
 	return &segmentReader{r: r, size: size, off: walHdrLen, name: name}, nil
 }

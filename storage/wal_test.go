@@ -22,6 +22,7 @@ func TestWALRecordCodec(t *testing.T) {
 		{op: walPut, slot: 7, kind: KindString, exp: 1_700_000_000_000, epoch: 3, seq: 99, hw: 120, key: []byte("k"), value: []byte("value")},
 		{op: walPut, slot: Slots - 1, kind: KindHash, key: []byte(""), value: []byte(EncodeHash([]Field{{"f", "v"}}))},
 		{op: walDelete, slot: 1, hw: 5, key: []byte("gone")},
+		{op: walTombstone, slot: 3, exp: 1_700_000_003_600, epoch: 2, seq: 9, hw: 10, key: []byte("deleted")},
 		{op: walDropSlot, slot: 42},
 		{op: walFlushAll},
 	}
@@ -57,6 +58,15 @@ func TestWALRecordCodec(t *testing.T) {
 		}
 		log = log[n:]
 	}
+	// A tombstone carries neither kind nor value.
+	for _, r := range []walRecord{
+		{op: walTombstone, slot: 1, kind: KindString, key: []byte("k")},
+		{op: walTombstone, slot: 1, key: []byte("k"), value: []byte("v")},
+	} {
+		if _, _, err := decodeWALFrame(appendWALRecord(nil, &r)); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("tombstone %+v decoded: %v", r, err)
+		}
+	}
 	// A zeroed tail (a file extended but not written) is not a record.
 	if _, _, err := decodeWALFrame(make([]byte, 64)); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("zeros decoded: %v", err)
@@ -67,6 +77,7 @@ func FuzzWALRecord(f *testing.F) {
 	f.Add(appendWALRecord(nil, &walRecord{op: walPut, slot: 3, kind: KindString, seq: 1, hw: 1, key: []byte("k"), value: []byte("v")}))
 	f.Add(appendWALRecord(nil, &walRecord{op: walDelete, slot: 9, key: []byte("key")}))
 	f.Add(appendWALRecord(nil, &walRecord{op: walFlushAll}))
+	f.Add(appendWALRecord(nil, &walRecord{op: walTombstone, slot: 2, exp: 9, epoch: 1, seq: 4, hw: 4, key: []byte("t")}))
 	f.Add([]byte{})
 	f.Add(make([]byte, 50))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
@@ -171,7 +182,10 @@ func TestReplay(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	want := snapshot(s)
+	want := snapshotAll(s)                    // tombstones included
+	if n := s.Stats().Tombstones; n != 40+1 { // base-i for i%5 == 1, and never-held
+		t.Fatalf("%d tombstones before the crash", n)
+	}
 	img := crashImage(t, dir)
 
 	// A FlushAll in a second image, with writes after it.
@@ -180,7 +194,7 @@ func TestReplay(t *testing.T) {
 	}
 	put(t, s, 4, "after-flush", "v", 0)
 	put(t, s, 201, "seq-check", "v", 0)
-	wantFlushed := snapshot(s)
+	wantFlushed := snapshotAll(s)
 	imgFlushed := crashImage(t, dir)
 
 	for _, tc := range []struct {
@@ -194,8 +208,8 @@ func TestReplay(t *testing.T) {
 			if st.Replayed == 0 || st.Corrupt != 0 || st.WALDiscarded != 0 {
 				t.Fatalf("Stats after replay: %+v", st)
 			}
-			if got := snapshot(r); !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("replayed state differs: %d stashes, want %d\n%v", len(got), len(tc.want), diff(got, tc.want))
+			if got := snapshotAll(r); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("replayed state differs: %d entries, want %d\n%v", len(got), len(tc.want), diff(got, tc.want))
 			}
 			// Sequences: slot 201 was raised to 700 by a delete of nothing.
 			put(t, r, 201, "seq-probe", "v", 0)
@@ -204,12 +218,13 @@ func TestReplay(t *testing.T) {
 			}
 			waitFor(t, "the replayed log checkpointed", func() bool { return r.Stats().Checkpoints >= 1 })
 			del(t, r, 201, "seq-probe")
+			before := snapshotAll(r)
 			r = reopen(t, r, noCheckpoints(tc.img, clock))
 			if st := r.Stats(); st.Replayed != 0 {
 				t.Fatalf("log replayed again after a clean Close: %+v", st)
 			}
-			if got := snapshot(r); !reflect.DeepEqual(got, tc.want) {
-				t.Fatalf("state differs after checkpoint and reopen:\n%v", diff(got, tc.want))
+			if got := snapshotAll(r); !reflect.DeepEqual(got, before) {
+				t.Fatalf("state differs after checkpoint and reopen:\n%v", diff(got, before))
 			}
 		})
 	}
