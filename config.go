@@ -31,17 +31,50 @@ type Config struct {
 	// AdminPort is the HTTP admin port. Default 8380; 0 picks a free
 	// port; -1 opens none.
 	AdminPort int
-	// GossipPort and ClusterPort are reserved for clustering (default 7946
-	// and 7380). Clustering is not available yet: they open nothing.
+	// GossipPort (memberlist, TCP and UDP) and ClusterPort (raft and
+	// node-to-node data streams) are used in cluster mode. Defaults 7946
+	// and 7380; 0 picks a free port.
 	GossipPort, ClusterPort int
-	// Join lists peers to form a cluster with. Clustering is not available
-	// yet, so a non-empty Join fails validation rather than pretending.
+	// Advertise is the IP address other nodes reach this one at. Default:
+	// Bind (which must then not be 0.0.0.0 in cluster mode).
+	Advertise string
+	// Join lists peers' gossip addresses (host:port or DNS names,
+	// re-resolved while joining; this node's own address may be among
+	// them). A non-empty Join, or BootstrapExpect ≥ 1, turns cluster mode
+	// on; otherwise the node is a plain single node.
 	Join []string
-	// Replicas is the replica count per slot for clustering. Default 3.
-	// Inert on a single node.
+	// BootstrapExpect is how many nodes, started with the same Join list,
+	// form a new cluster together (exactly one cluster forms, whatever the
+	// start order). 1 with no Join: a cluster of one. 0 with a Join: only
+	// join an existing cluster.
+	BootstrapExpect int
+	// Replicas is the number of copies of each slot (primary included).
+	// Default 3. All nodes of a cluster must agree.
 	Replicas int
-	// Zone is this node's failure zone, for replica placement. Inert on a
-	// single node.
+	// WriteQuorum is W, the copies a write must reach before it is
+	// acknowledged. 0 (default): a majority of Replicas.
+	WriteQuorum int
+	// Replication is "sync" (default: acknowledge after W copies) or
+	// "async" (acknowledge once the primary has the write; a primary
+	// failure can lose acknowledged writes — a latency-for-safety trade
+	// some deployments and the fault-test harness want).
+	Replication string
+	// DownGrace is how long a failed node keeps its replica places before
+	// they are given to other nodes (its primaries move at once). Default
+	// 60s.
+	DownGrace time.Duration
+	// ClusterRedirects answers commands for other nodes' slots with
+	// -MOVED on every connection, as Redis Cluster does. Default off: a
+	// node forwards them to the primary itself, so plain Redis clients
+	// work; connections that sent READONLY, READWRITE or CLIENT CAPA
+	// redirect get -MOVED anyway.
+	ClusterRedirects bool
+	// ClusterProfile selects failure-detection timings: "lan" (default;
+	// failures detected in about 5 s) or "local" (about 1 s; for nodes on
+	// one machine such as tests and demos, never across a real network).
+	ClusterProfile string
+	// Zone is this node's failure zone; a slot's replicas go to distinct
+	// zones when there are enough.
 	Zone string
 
 	// DataDir holds the node's data (stash.db, tag-secret). Default
@@ -112,6 +145,9 @@ func DefaultConfig() Config {
 		GossipPort:      7946,
 		ClusterPort:     7380,
 		Replicas:        3,
+		Replication:     ReplicationSync,
+		DownGrace:       60 * time.Second,
+		ClusterProfile:  "lan",
 		DataDir:         "./stash-data",
 		Fsync:           FsyncBatch,
 		ProtectedMode:   true,
@@ -147,8 +183,38 @@ func (c Config) Validate() error {
 	if c.Port > 0 && c.Port == c.AdminPort {
 		bad("AdminPort", "must differ from Port (%d)", c.Port)
 	}
-	if len(c.Join) > 0 {
-		bad("Join", "clustering is not available in this version of stashnode yet; run without --join for a single node")
+	if c.Clustered() {
+		if len(c.Secret) == 0 {
+			bad("Secret", "cluster mode needs a secret shared by every node (--secret or --secret-file)")
+		}
+		if ip := net.ParseIP(c.Bind); c.Advertise == "" && ip != nil && ip.IsUnspecified() {
+			bad("Advertise", "must be set when Bind is %s in cluster mode", c.Bind)
+		}
+		if c.Advertise != "" && net.ParseIP(c.Advertise) == nil {
+			bad("Advertise", "%q is not an IP address", c.Advertise)
+		}
+		if c.Port < 0 {
+			bad("Port", "cluster mode needs a client port (nodes forward to each other's)")
+		}
+	}
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 5 {
+		bad("BootstrapExpect", "must be 0 to 5, got %d", c.BootstrapExpect)
+	}
+	if c.WriteQuorum < 0 || c.WriteQuorum > c.Replicas {
+		bad("WriteQuorum", "must be 0 (majority) to Replicas (%d), got %d", c.Replicas, c.WriteQuorum)
+	}
+	switch c.Replication {
+	case "", ReplicationSync, ReplicationAsync:
+	default:
+		bad("Replication", "%q is not sync or async", c.Replication)
+	}
+	switch c.ClusterProfile {
+	case "", "lan", "local":
+	default:
+		bad("ClusterProfile", "%q is not lan or local", c.ClusterProfile)
+	}
+	if c.DownGrace < 0 {
+		bad("DownGrace", "must not be negative")
 	}
 	if c.Replicas < 1 {
 		bad("Replicas", "must be at least 1, got %d", c.Replicas)
@@ -184,6 +250,16 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Replication modes.
+const (
+	ReplicationSync  = "sync"
+	ReplicationAsync = "async"
+)
+
+// Clustered reports whether c runs a cluster member (Join or
+// BootstrapExpect set) rather than a plain single node.
+func (c Config) Clustered() bool { return len(c.Join) > 0 || c.BootstrapExpect > 0 }
 
 func isLoopback(bind string) bool {
 	if bind == "localhost" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/stashcluster/stash/internal/stashops"
+	"github.com/stashcluster/stash/replication"
 	"github.com/stashcluster/stash/storage"
 	"github.com/stashcluster/stash/tag"
 )
@@ -30,6 +31,14 @@ var (
 	ErrWrongType = stashops.ErrWrongType
 	// ErrClosed: the node was shut down or closed.
 	ErrClosed = storage.ErrClosed
+	// ErrNoQuorum: in a cluster, a write reached fewer copies than the
+	// write quorum in time. It may or may not have been applied: read
+	// before retrying a non-idempotent change.
+	ErrNoQuorum = replication.ErrNoQuorum
+	// ErrUnavailable: in a cluster, the stash's slot is not served right
+	// now (a failover or table change is under way, or the node lost
+	// contact with the cluster). Nothing was done; retry.
+	ErrUnavailable = replication.ErrNotServing
 	// ErrInvalidConfig wraps every problem Config.Validate reports.
 	ErrInvalidConfig = errors.New("stash: invalid config")
 )

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -54,6 +55,7 @@ type Node struct {
 
 	state    atomic.Int32 // stateServing, stateStopping, stateClosed
 	skew     atomic.Int64 // clock offset in ns, set through the fault hook
+	cl       *clusterPart // cluster mode only
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -122,35 +124,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.store = store
 
-	n.ops = &stashops.Ops{
-		Store:      store,
-		Codec:      codec,
-		Hint:       tag.HintFor(cfg.Name),
-		Slot:       ring.Slot,
-		Now:        cfg.Now,
-		MaxValue:   cfg.MaxValueBytes,
-		DefaultTTL: cfg.DefaultStashTTL,
-	}
-	n.resp = server.NewRESP(server.Config{
-		Password:        cfg.Password,
-		MaxClients:      cfg.MaxClients,
-		MaxValueBytes:   cfg.MaxValueBytes,
-		MaxRequestBytes: cfg.MaxRequestBytes,
-		DefaultStashTTL: cfg.DefaultStashTTL,
-		NodeName:        cfg.Name,
-		Version:         Version,
-		Now:             cfg.Now,
-		Logger:          log.With("part", "resp"),
-	}, store, n.ops, metrics)
-	n.admin = server.NewAdmin(server.AdminConfig{
-		Ready:   n.ready,
-		Node:    n.nodeInfo,
-		Metrics: metrics,
-		Pprof:   cfg.Pprof,
-		Routes:  n.faultRoutes,
-		Logger:  log.With("part", "admin"),
-	})
-
 	if cfg.Port >= 0 {
 		if n.respLn, err = listen(ctx, cfg.Bind, cfg.Port); err != nil {
 			store.Close()
@@ -166,6 +139,56 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("stash: admin port: %w", err)
 		}
 	}
+	var kv server.KV = store
+	var opsStore stashops.Store = store
+	var router server.Router
+	if cfg.Clustered() {
+		if err := n.openCluster(ctx, secret); err != nil {
+			n.closeListeners()
+			store.Close()
+			return nil, err
+		}
+		kv, opsStore, router = n.cl.rep.KV(), n.cl.rep.KV(), n.cl
+	}
+
+	n.ops = &stashops.Ops{
+		Store:      opsStore,
+		Codec:      codec,
+		Hint:       tag.HintFor(cfg.Name),
+		Slot:       ring.Slot,
+		Now:        cfg.Now,
+		MaxValue:   cfg.MaxValueBytes,
+		DefaultTTL: cfg.DefaultStashTTL,
+	}
+	n.resp = server.NewRESP(server.Config{
+		Password:         cfg.Password,
+		MaxClients:       cfg.MaxClients,
+		MaxValueBytes:    cfg.MaxValueBytes,
+		MaxRequestBytes:  cfg.MaxRequestBytes,
+		DefaultStashTTL:  cfg.DefaultStashTTL,
+		NodeName:         cfg.Name,
+		Version:          Version,
+		Now:              cfg.Now,
+		Router:           router,
+		ClusterRedirects: cfg.ClusterRedirects,
+		Logger:           log.With("part", "resp"),
+	}, kv, n.ops, metrics)
+	if n.cl != nil {
+		n.ops.Accept = n.cl.rep.Serving
+		n.cl.start()
+	}
+	n.admin = server.NewAdmin(server.AdminConfig{
+		Ready:   n.ready,
+		Node:    n.nodeInfo,
+		Metrics: metrics,
+		Pprof:   cfg.Pprof,
+		Routes: func(mux *http.ServeMux) {
+			n.clusterRoutes(mux)
+			n.faultRoutes(mux)
+		},
+		Logger: log.With("part", "admin"),
+	})
+
 	if n.respLn != nil {
 		n.wg.Add(1)
 		go func() {
@@ -184,11 +207,20 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 			}
 		}()
 	}
-	if cfg.Zone != "" || cfg.Replicas != 3 {
-		log.Warn("zone and replicas are inert: this version runs a single node", "zone", cfg.Zone, "replicas", cfg.Replicas)
+	if !cfg.Clustered() && (cfg.Zone != "" || cfg.Replicas != 3) {
+		log.Warn("zone and replicas are inert on a single node (no --join or --bootstrap-expect)", "zone", cfg.Zone, "replicas", cfg.Replicas)
 	}
 	log.Info("stash node serving", "name", cfg.Name, "resp", n.Addr(), "admin", n.AdminAddr(), "version", Version)
 	return n, nil
+}
+
+func (n *Node) closeListeners() {
+	if n.respLn != nil {
+		n.respLn.Close()
+	}
+	if n.adminLn != nil {
+		n.adminLn.Close()
+	}
 }
 
 func listen(ctx context.Context, host string, port int) (net.Listener, error) {
@@ -261,6 +293,9 @@ func (n *Node) AdminAddr() string {
 func (n *Node) ready() (bool, string) {
 	switch n.state.Load() {
 	case stateServing:
+		if n.cl != nil {
+			return n.cl.rep.Ready()
+		}
 		return true, ""
 	case stateStopping:
 		return false, "shutting down"
@@ -289,8 +324,17 @@ func (n *Node) nodeInfo() any {
 		"loaded":         st.Loaded,
 		"load_seconds":   st.LoadedIn.Seconds(),
 		"commits":        st.Commits,
-		"cluster":        map[string]any{"enabled": false, "mode": "single node"},
+		"cluster":        n.clusterInfo(),
 	}
+}
+
+func (n *Node) clusterInfo() map[string]any {
+	if n.cl == nil {
+		return map[string]any{"enabled": false, "mode": "single node"}
+	}
+	st := n.cl.status()
+	return map[string]any{"enabled": true, "mode": "cluster", "leader": st.Leader, "epoch": st.Epoch,
+		"serving_slots": st.Serving, "waiting_slots": st.Waiting, "replication": n.cfg.Replication}
 }
 
 func (n *Node) live() error {
@@ -306,13 +350,35 @@ func (n *Node) Put(ctx context.Context, value []byte, ttl time.Duration) (string
 	if err := n.live(); err != nil {
 		return "", err
 	}
-	return n.ops.Put(ctx, value, ttl)
+	t, err := n.ops.Put(ctx, value, ttl)
+	if err != nil && n.cl != nil && errors.Is(err, tag.ErrExhausted) {
+		// This node serves no slot right now: let a primary mint it.
+		slot := uint16(mrand.IntN(ring.Slots))
+		rep, ferr := n.cl.Forward(ctx, slot, 2, stashArgs("STASH.PUT", value, ttl))
+		if ferr != nil {
+			return "", fmt.Errorf("%w: %v", ErrNoQuorum, ferr)
+		}
+		v, _, _, perr := parseReply(rep)
+		return string(v), perr
+	}
+	return t, err
 }
 
 // Set replaces the value of the stash named by tag (creating it again if it
 // expired). ttl 0 keeps its current expiry.
 func (n *Node) Set(ctx context.Context, tag string, value []byte, ttl time.Duration) error {
 	if err := n.live(); err != nil {
+		return err
+	}
+	args := [][]byte{[]byte("STASH.SET"), []byte(tag), value}
+	if ttl > 0 {
+		args = append(args, []byte("TTL"), []byte(strconv.FormatInt(int64((ttl+time.Second-1)/time.Second), 10)))
+	}
+	if rep, ok, err := n.remote(ctx, tag, args...); ok {
+		if err != nil {
+			return err
+		}
+		_, _, _, err = parseReply(rep)
 		return err
 	}
 	return n.ops.Set(ctx, tag, value, ttl)
@@ -323,6 +389,16 @@ func (n *Node) Get(ctx context.Context, tag string) ([]byte, error) {
 	if err := n.live(); err != nil {
 		return nil, err
 	}
+	if rep, ok, err := n.remote(ctx, tag, []byte("STASH.GET"), []byte(tag)); ok {
+		if err != nil {
+			return nil, err
+		}
+		v, _, null, err := parseReply(rep)
+		if err == nil && null {
+			err = ErrNotFound
+		}
+		return v, err
+	}
 	return n.ops.Get(ctx, tag)
 }
 
@@ -330,6 +406,12 @@ func (n *Node) Get(ctx context.Context, tag string) ([]byte, error) {
 func (n *Node) Touch(ctx context.Context, tag string, ttl time.Duration) error {
 	if err := n.live(); err != nil {
 		return err
+	}
+	if ttl >= 0 {
+		secs := strconv.FormatInt(int64((ttl+time.Second-1)/time.Second), 10)
+		if rep, ok, err := n.remote(ctx, tag, []byte("STASH.TOUCH"), []byte(tag), []byte(secs)); ok {
+			return presence(rep, err)
+		}
 	}
 	return n.ops.Touch(ctx, tag, ttl)
 }
@@ -339,7 +421,31 @@ func (n *Node) Delete(ctx context.Context, tag string) error {
 	if err := n.live(); err != nil {
 		return err
 	}
+	if rep, ok, err := n.remote(ctx, tag, []byte("STASH.DEL"), []byte(tag)); ok {
+		return presence(rep, err)
+	}
 	return n.ops.Delete(ctx, tag)
+}
+
+// stashArgs builds a STASH.PUT/STASH.SET argument list after the tag.
+func stashArgs(cmd string, value []byte, ttl time.Duration) [][]byte {
+	args := [][]byte{[]byte(cmd), value}
+	if ttl > 0 {
+		args = append(args, []byte("TTL"), []byte(strconv.FormatInt(int64((ttl+time.Second-1)/time.Second), 10)))
+	}
+	return args
+}
+
+// presence turns a forwarded :1/:0 reply into nil/ErrNotFound.
+func presence(rep []byte, err error) error {
+	if err != nil {
+		return err
+	}
+	_, n, _, err := parseReply(rep)
+	if err == nil && n == 0 {
+		err = ErrNotFound
+	}
+	return err
 }
 
 // Shutdown stops the node gracefully: readiness turns red, the client
@@ -372,6 +478,13 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 			n.resp.Close()
 		}
 		n.state.Store(stateClosed)
+		if n.cl != nil {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := n.cl.close(lctx, graceful); err != nil {
+				errs = append(errs, fmt.Errorf("stash: leaving the cluster: %w", err))
+			}
+			cancel()
+		}
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("stash: closing storage: %w", err))
 		}

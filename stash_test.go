@@ -24,12 +24,14 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.Fsync = "sometimes"
 	cfg.MaxValueBytes = 0
 	cfg.Secret = []byte("short")
-	cfg.Join = []string{"10.1.1.1:7946"}
+	cfg.Join = []string{"127.0.0.1:7946"}
+	cfg.WriteQuorum = 4 // more than Replicas (3)
+	cfg.Replication = "eventually"
 	err := cfg.Validate()
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, field := range []string{"Name", "Bind", "Port", "Fsync", "MaxValueBytes", "Secret", "Join"} {
+	for _, field := range []string{"Name", "Bind", "Port", "Fsync", "MaxValueBytes", "Secret", "WriteQuorum", "Replication"} {
 		if !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not name %s: %v", field, err)
 		}

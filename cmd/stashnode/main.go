@@ -34,6 +34,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case "version":
 			fmt.Fprintln(stdout, "stashnode", stash.Version)
 			return 0
+		case "status":
+			return status(args[1:], stdout, stderr)
 		case "help", "-h", "--help", "-help":
 			fs, _ := flags(stderr)
 			fs.SetOutput(stdout)
@@ -102,6 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func usage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, `Usage: stashnode [flags]
+       stashnode status [--admin host:port] [--json]
        stashnode version
 
 Runs a Stash node. Every flag may also be given as STASH_<NAME> in the
@@ -128,6 +131,11 @@ type options struct {
 	join                                     string
 	replicas                                 int
 	zone                                     string
+	advertise                                string
+	bootstrapExpect, writeQuorum             int
+	replication, clusterProfile              string
+	downGrace                                time.Duration
+	clusterRedirects                         bool
 	logFormat, logLevel                      string
 	pprof                                    bool
 	faultHooks                               bool
@@ -142,8 +150,8 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.bind, "bind", d.Bind, "IP address to listen on")
 	fs.IntVar(&o.port, "port", d.Port, "Redis-protocol client port (0: any free port)")
 	fs.IntVar(&o.adminPort, "admin-port", d.AdminPort, "HTTP admin port: /healthz /readyz /metrics /v1/node (-1: none)")
-	fs.IntVar(&o.gossipPort, "gossip-port", d.GossipPort, "gossip port (inert: clustering is not available yet)")
-	fs.IntVar(&o.clusterPort, "cluster-port", d.ClusterPort, "node-to-node port (inert: clustering is not available yet)")
+	fs.IntVar(&o.gossipPort, "gossip-port", d.GossipPort, "gossip port, TCP and UDP (cluster mode)")
+	fs.IntVar(&o.clusterPort, "cluster-port", d.ClusterPort, "node-to-node port: raft and data streams (cluster mode)")
 	fs.StringVar(&o.dataDir, "data-dir", d.DataDir, "directory for stash.db and tag-secret")
 	fs.BoolVar(&o.memory, "memory", false, "keep everything in memory only (nothing survives a restart)")
 	fs.StringVar(&o.fsync, "fsync", d.Fsync, "durability: always (fsync before the reply), batch (fsync within 10ms), never")
@@ -156,9 +164,16 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.maxClients, "max-clients", d.MaxClients, "most concurrent client connections")
 	fs.DurationVar(&o.stashTTL, "stash-ttl", d.DefaultStashTTL, "lifetime of a STASH.PUT without TTL (0: none)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown waits for in-flight commands")
-	fs.StringVar(&o.join, "join", "", "comma-separated peers to join (clustering is not available yet: rejected)")
-	fs.IntVar(&o.replicas, "replicas", d.Replicas, "replicas per slot (inert on a single node)")
-	fs.StringVar(&o.zone, "zone", "", "failure zone of this node (inert on a single node)")
+	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses (host:port or DNS names) of peers; turns cluster mode on")
+	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of nodes that form a new cluster together (1 with no --join: a cluster of one)")
+	fs.StringVar(&o.advertise, "advertise", "", "IP address other nodes reach this one at (default: --bind)")
+	fs.IntVar(&o.replicas, "replicas", d.Replicas, "copies of each slot, primary included (cluster mode)")
+	fs.IntVar(&o.writeQuorum, "write-quorum", 0, "copies a write must reach before it is acknowledged (0: majority of --replicas)")
+	fs.StringVar(&o.replication, "replication", d.Replication, "sync (acknowledge after --write-quorum copies) or async (UNSAFE: acknowledge before backups have it)")
+	fs.DurationVar(&o.downGrace, "down-grace", d.DownGrace, "how long a failed node keeps its replica places before they move")
+	fs.BoolVar(&o.clusterRedirects, "cluster-redirects", false, "answer commands for other nodes' slots with -MOVED on every connection instead of forwarding them")
+	fs.StringVar(&o.clusterProfile, "cluster-profile", d.ClusterProfile, "failure detection timings: lan (about 5 s) or local (about 1 s; one machine only)")
+	fs.StringVar(&o.zone, "zone", "", "failure zone of this node; replicas go to distinct zones")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler on the admin port under /debug/pprof/")
 	fs.BoolVar(&o.faultHooks, "fault-hooks", false, "TEST ONLY: let the admin port shift this node's clock (POST /v1/fault/clock?offset=1h)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -195,6 +210,8 @@ func (o *options) config() (stash.Config, error) {
 	c.MaxValueBytes, c.MaxRequestBytes, c.MaxClients = o.maxValueBytes, o.maxRequestBytes, o.maxClients
 	c.DefaultStashTTL, c.ShutdownTimeout = o.stashTTL, o.shutdownTimeout
 	c.Replicas, c.Zone = o.replicas, o.zone
+	c.Advertise, c.BootstrapExpect, c.WriteQuorum = o.advertise, o.bootstrapExpect, o.writeQuorum
+	c.Replication, c.DownGrace, c.ClusterRedirects, c.ClusterProfile = o.replication, o.downGrace, o.clusterRedirects, o.clusterProfile
 	c.Pprof, c.FaultHooks = o.pprof, o.faultHooks
 	for _, j := range strings.Split(o.join, ",") {
 		if j = strings.TrimSpace(j); j != "" {

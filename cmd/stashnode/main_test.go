@@ -451,9 +451,10 @@ func TestProtectedModeRefusesPublicBindWithoutPassword(t *testing.T) {
 	if !strings.Contains(string(out), "protected mode") {
 		t.Fatalf("output does not explain: %s", out)
 	}
-	out, err = exec.Command(binary(t), "--join", "10.0.0.1:7946", "--memory").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "clustering is not available") {
-		t.Fatalf("--join should be refused clearly: %v\n%s", err, out)
+	// Cluster mode without a shared secret cannot work: refused, saying why.
+	out, err = exec.Command(binary(t), "--join", "127.0.0.1:7946", "--memory").CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--secret") {
+		t.Fatalf("--join without a secret should be refused clearly: %v\n%s", err, out)
 	}
 }
 

@@ -1,0 +1,419 @@
+package stash
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/stashcluster/stash/cluster"
+	"github.com/stashcluster/stash/replication"
+	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/server"
+)
+
+// clusterPart is a node's cluster membership and data plane, present in
+// cluster mode only.
+type clusterPart struct {
+	n   *Node
+	cn  *cluster.Node
+	rep *replication.Replicator
+	// addrs maps member names to their RESP addresses and liveness,
+	// refreshed on table and membership changes (Route needs it per
+	// command).
+	addrs atomic.Pointer[map[ring.NodeID]memberAddr]
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// openCluster joins (or forms) the cluster and prepares the data plane.
+// The RESP listener must be open (its address is advertised).
+func (n *Node) openCluster(ctx context.Context, secret []byte) error {
+	cfg := n.cfg
+	ccfg := cluster.DefaultConfig()
+	ccfg.Name = cfg.Name
+	ccfg.Zone = cfg.Zone
+	ccfg.BindAddr = cfg.Bind
+	if ccfg.BindAddr == "localhost" {
+		ccfg.BindAddr = "127.0.0.1"
+	}
+	ccfg.AdvertiseAddr = cfg.Advertise
+	ccfg.GossipPort = cfg.GossipPort
+	ccfg.ClusterPort = cfg.ClusterPort
+	ccfg.Join = cfg.Join
+	ccfg.BootstrapExpect = cfg.BootstrapExpect
+	ccfg.Secret = secret
+	if !cfg.Memory {
+		ccfg.DataDir = cfg.DataDir
+	}
+	ccfg.Replicas = cfg.Replicas
+	ccfg.DownGrace = cfg.DownGrace
+	ccfg.Profile = cfg.ClusterProfile
+	ccfg.Logger = n.log.With("part", "cluster")
+	host := cfg.Advertise
+	if host == "" {
+		host = ccfg.BindAddr
+	}
+	if n.respLn != nil {
+		ccfg.RESPAddr = net.JoinHostPort(host, strconv.Itoa(n.respLn.Addr().(*net.TCPAddr).Port))
+	}
+	if n.adminLn != nil {
+		ccfg.AdminAddr = net.JoinHostPort(host, strconv.Itoa(n.adminLn.Addr().(*net.TCPAddr).Port))
+	}
+	cn, err := cluster.Open(ctx, ccfg)
+	if err != nil {
+		return fmt.Errorf("stash: joining the cluster: %w", err)
+	}
+	rep, err := replication.New(replication.Config{
+		Self:        ring.NodeID(cfg.Name),
+		Cluster:     cn,
+		Store:       n.store,
+		WriteQuorum: cfg.WriteQuorum,
+		Async:       cfg.Replication == ReplicationAsync,
+		Logger:      n.log.With("part", "replication"),
+	})
+	if err != nil {
+		cn.Close()
+		return fmt.Errorf("stash: %w", err)
+	}
+	if cfg.Replication == ReplicationAsync || cfg.WriteQuorum == 1 {
+		n.log.Warn("writes are acknowledged before backups hold them: a primary failure can lose acknowledged writes",
+			"replication", cfg.Replication, "write_quorum", cfg.WriteQuorum)
+	}
+	c := &clusterPart{n: n, cn: cn, rep: rep, stop: make(chan struct{}), done: make(chan struct{})}
+	empty := map[ring.NodeID]memberAddr{}
+	c.addrs.Store(&empty)
+	c.refresh()
+	go c.watch()
+	n.cl = c
+	return nil
+}
+
+// start begins serving peers once the RESP engine exists.
+func (c *clusterPart) start() { c.rep.Start(c.n.resp.Exec) }
+
+func (c *clusterPart) close(ctx context.Context, graceful bool) error {
+	close(c.stop)
+	<-c.done
+	var errs []error
+	if graceful {
+		if err := c.cn.Leave(ctx); err != nil {
+			c.n.log.Warn("leaving the cluster", "err", err)
+		}
+	}
+	c.rep.Close()
+	if err := c.cn.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *clusterPart) watch() {
+	defer close(c.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.cn.Changes():
+		case <-tick.C:
+		}
+		c.refresh()
+	}
+}
+
+type memberAddr struct {
+	resp  string
+	alive bool
+}
+
+func (c *clusterPart) refresh() {
+	m := make(map[ring.NodeID]memberAddr)
+	for _, mem := range c.cn.Members() {
+		m[mem.Name] = memberAddr{mem.RESPAddr, mem.Alive}
+	}
+	c.addrs.Store(&m)
+}
+
+// Route implements server.Router.
+func (c *clusterPart) Route(slot uint16, write, readonly bool) server.Route {
+	d := c.rep.Route(slot, write, readonly)
+	switch {
+	case d.Err != "":
+		return server.Route{Err: d.Err}
+	case d.Local:
+		return server.Route{Local: true}
+	}
+	m := (*c.addrs.Load())[d.Primary]
+	if m.resp == "" || !m.alive {
+		// Known down: answer at once (nothing done) rather than wait on
+		// a dial; its slots move to a backup within seconds.
+		return server.Route{Err: fmt.Sprintf("TRYAGAIN the primary of slot %d (%s) is down; its slots are moving", slot, d.Primary)}
+	}
+	return server.Route{Addr: m.resp}
+}
+
+// Forward implements server.Router.
+func (c *clusterPart) Forward(ctx context.Context, slot uint16, proto int, args [][]byte) ([]byte, error) {
+	return c.rep.Forward(ctx, slot, proto, args)
+}
+
+// nodeID is the Redis-style 40-hex-digit ID of a member.
+func nodeID(name ring.NodeID) string {
+	h := sha1.Sum([]byte(name))
+	return hex.EncodeToString(h[:])
+}
+
+// View implements server.Router.
+func (c *clusterPart) View() server.ClusterView {
+	t := c.rep.Table()
+	v := server.ClusterView{MyID: nodeID(ring.NodeID(c.n.cfg.Name))}
+	if t == nil {
+		return v
+	}
+	v.Epoch = t.Epoch()
+	idx := make(map[ring.NodeID]int)
+	alive := make(map[ring.NodeID]bool)
+	for _, m := range c.cn.Members() {
+		host, port := splitHostPort(m.RESPAddr)
+		_, cport := splitHostPort(m.ClusterAddr)
+		idx[m.Name] = len(v.Nodes)
+		alive[m.Name] = m.Alive
+		v.Nodes = append(v.Nodes, server.ClusterNode{
+			ID: nodeID(m.Name), Name: string(m.Name), Host: host, Port: port, ClusterPort: cport,
+			Alive: m.Alive, Self: m.Name == ring.NodeID(c.n.cfg.Name),
+		})
+	}
+	v.OK = true
+	cur := -1
+	for s := range ring.Slots {
+		reps := t.Replicas(uint16(s))
+		var nodes []int
+		for _, id := range reps {
+			if i, ok := idx[id]; ok {
+				nodes = append(nodes, i)
+			}
+		}
+		if len(reps) == 0 || !alive[reps[0]] {
+			v.OK = false
+		}
+		if cur >= 0 && equalInts(v.Ranges[cur].Nodes, nodes) {
+			v.Ranges[cur].End = uint16(s)
+			continue
+		}
+		v.Ranges = append(v.Ranges, server.SlotRange{Start: uint16(s), End: uint16(s), Nodes: nodes})
+		cur = len(v.Ranges) - 1
+	}
+	return v
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func splitHostPort(addr string) (string, int) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	n, _ := strconv.Atoi(p)
+	return h, n
+}
+
+// remote runs a STASH.* command for tag t on the slot's primary when this
+// node does not serve the slot, and reports whether it did. A tag that
+// does not decode is left to the local path (which reports it).
+func (n *Node) remote(ctx context.Context, t string, args ...[]byte) (reply []byte, done bool, err error) {
+	if n.cl == nil {
+		return nil, false, nil
+	}
+	tg, derr := n.ops.Codec.Decode(t)
+	if derr != nil {
+		return nil, false, nil
+	}
+	slot := ring.Slot(tg.ID.Key())
+	rt := n.cl.Route(slot, true, false)
+	switch {
+	case rt.Err != "":
+		return nil, true, fmt.Errorf("%w: %s", ErrUnavailable, rt.Err)
+	case rt.Local:
+		return nil, false, nil
+	}
+	rep, err := n.cl.Forward(ctx, slot, 2, args)
+	if err != nil {
+		return nil, true, fmt.Errorf("%w: %v", ErrNoQuorum, err)
+	}
+	return rep, true, nil
+}
+
+// parseReply decodes the RESP2 replies STASH.* commands give: +OK,
+// :n, $n value / $-1, and -ERR text (mapped back to this package's
+// errors).
+func parseReply(b []byte) (val []byte, num int64, null bool, err error) {
+	if len(b) < 3 {
+		return nil, 0, false, fmt.Errorf("stash: short reply %q", b)
+	}
+	line := b[1:]
+	end := indexCRLF(line)
+	if end < 0 {
+		return nil, 0, false, fmt.Errorf("stash: malformed reply %q", b)
+	}
+	head := string(line[:end])
+	switch b[0] {
+	case '+':
+		return nil, 0, false, nil
+	case ':':
+		num, err := strconv.ParseInt(head, 10, 64)
+		return nil, num, false, err
+	case '$':
+		l, err := strconv.Atoi(head)
+		if err != nil {
+			return nil, 0, false, err
+		}
+		if l < 0 {
+			return nil, 0, true, nil
+		}
+		body := line[end+2:]
+		if len(body) < l {
+			return nil, 0, false, fmt.Errorf("stash: truncated reply")
+		}
+		return append([]byte(nil), body[:l]...), 0, false, nil
+	case '-':
+		return nil, 0, false, replyError(head)
+	}
+	return nil, 0, false, fmt.Errorf("stash: unexpected reply %q", head)
+}
+
+func indexCRLF(b []byte) int {
+	for i := 0; i+1 < len(b); i++ {
+		if b[i] == '\r' && b[i+1] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+func replyError(msg string) error {
+	code, _, _ := cutSpace(msg)
+	switch code {
+	case "BADTAG":
+		return fmt.Errorf("%w: %s", ErrBadTag, msg)
+	case "NOQUORUM":
+		return fmt.Errorf("%w: %s", ErrNoQuorum, msg)
+	case "TRYAGAIN", "CLUSTERDOWN", "LOADING":
+		return fmt.Errorf("%w: %s", ErrUnavailable, msg)
+	case "WRONGTYPE":
+		return fmt.Errorf("%w: %s", ErrWrongType, msg)
+	}
+	return errors.New("stash: " + msg)
+}
+
+func cutSpace(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ' ' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// ClusterStatus is what GET /v1/cluster returns: the control plane's view
+// (members, leader, epoch, voters) and this node's data plane.
+type ClusterStatus struct {
+	cluster.Status
+	// Ready is this node's readiness; Reason says what is missing.
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+	// Serving counts the slots this node serves as primary now; Waiting
+	// the slots it is primary for but still taking over.
+	Serving int `json:"serving_slots"`
+	Waiting int `json:"waiting_slots"`
+	// UnderReplicated counts slots with fewer live copies than Replicas
+	// (a member down, or fewer members than Replicas).
+	UnderReplicated int `json:"under_replicated_slots"`
+	// Counters since start.
+	Forwarded  int64 `json:"forwarded"`
+	Replicated int64 `json:"replicated_writes"`
+	NoQuorum   int64 `json:"noquorum_writes"`
+	Reconciled int64 `json:"reconciled_entries"`
+	Refused    int64 `json:"refused_stale_copies"`
+}
+
+func (c *clusterPart) status() ClusterStatus {
+	st := ClusterStatus{Status: c.cn.Status()}
+	st.Ready, st.Reason = c.rep.Ready()
+	alive := map[ring.NodeID]bool{}
+	for _, m := range c.cn.Members() {
+		alive[m.Name] = m.Alive
+	}
+	if t := c.rep.Table(); t != nil {
+		self := ring.NodeID(c.n.cfg.Name)
+		for s := range ring.Slots {
+			slot := uint16(s)
+			reps := t.Replicas(slot)
+			if reps[0] == self {
+				if c.rep.SlotReady(slot) {
+					st.Serving++
+				} else {
+					st.Waiting++
+				}
+			}
+			live := 0
+			for _, id := range reps {
+				if alive[id] {
+					live++
+				}
+			}
+			if live < t.ReplicaCount() {
+				st.UnderReplicated++
+			}
+		}
+	}
+	st.Forwarded = c.rep.Forwarded.Load()
+	st.Replicated = c.rep.Replicated.Load()
+	st.NoQuorum = c.rep.NoQuorum.Load()
+	st.Reconciled = c.rep.Reconciled.Load()
+	st.Refused = c.rep.Refused.Load()
+	return st
+}
+
+// ClusterStatus returns the node's view of its cluster; ok is false for a
+// single node.
+func (n *Node) ClusterStatus() (ClusterStatus, bool) {
+	if n.cl == nil {
+		return ClusterStatus{}, false
+	}
+	return n.cl.status(), true
+}
+
+// clusterRoutes serves GET /v1/cluster.
+func (n *Node) clusterRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/cluster", func(w http.ResponseWriter, r *http.Request) {
+		st, ok := n.ClusterStatus()
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusNotFound)
+			json.NewEncoder(w).Encode(map[string]string{"error": "this node runs alone (no --join or --bootstrap-expect): there is no cluster"})
+			return
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	})
+}

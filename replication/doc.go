@@ -1,0 +1,54 @@
+// Package replication is Stash's data plane in a cluster: it runs each
+// slot's writes on the slot's primary, copies them to the backups, and
+// decides which slots this node serves.
+//
+// # Write path
+//
+// A node that receives a command for a slot it is not primary for
+// forwards it over the cluster port (Forward, a wire.KindForward frame on
+// a pooled, pipelined data stream); the primary runs it through its RESP
+// engine (the exec function given to Start) and sends the RESP reply
+// back, so every command behaves exactly as on a single node.
+//
+// On the primary, the store wrapper (KV) applies a change locally through
+// storage.Store.Change, which versions it {table epoch, slot sequence},
+// then sends the new state of the key (a value or a tombstone) to every
+// backup of the slot in parallel and returns once W copies hold it (self
+// included). W is Config.WriteQuorum, by default a majority of the slot's
+// replicas. Fewer than W → ErrNoQuorum: the change is on the primary and
+// maybe on some backups, so the client must treat the write as "may or may
+// not have happened" (RESP: -NOQUORUM). The primary keeps offering such a
+// change to the backups in the background.
+//
+// Backups apply newer-wins (storage.Store.Apply), so duplicated, delayed
+// or reordered copies converge, and a tombstone keeps a deleted key from
+// coming back. A backup refuses a copy from a node that its own, newer
+// table no longer names as the slot's primary (epoch fencing).
+//
+// # Reads
+//
+// Reads run on the primary. A read of a key whose latest change has not
+// yet reached W copies waits for it, so a value is never returned before
+// it is acknowledged-durable on W nodes.
+//
+// # Taking over a slot
+//
+// A node serves a slot as primary only when the committed table says so,
+// it is in contact with the raft leader (cluster lease), and the slot is
+// ready. A slot becomes ready LeaseTimeout after the node first saw itself
+// as its primary — the old primary stops acknowledging once its lease runs
+// out — and after reconciliation: the node compares per-slot digests with
+// enough of the slot's other replicas (R−W of them, so together with
+// itself they meet every set of W nodes that may hold an acknowledged
+// write), fetches the slots that differ and applies them newer-wins.
+// Until then commands on the slot answer TRYAGAIN (retryable; nothing was
+// done).
+//
+// # Limits
+//
+// A backup that missed writes while it was down is not brought up to date
+// until it next becomes primary of the slot (or by anti-entropy, not yet
+// built); reads never go to it unless the connection asked for READONLY.
+// Slots that move to a node that never held them (scale-out) are filled
+// only by the reconciliation at promotion; their new backups start empty.
+package replication

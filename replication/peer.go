@@ -1,0 +1,247 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/stashcluster/stash/internal/wire"
+	"github.com/stashcluster/stash/ring"
+)
+
+// errPeerGone: the stream to a peer broke; what was in flight on it has
+// an unknown outcome.
+var errPeerGone = errors.New("connection to peer lost")
+
+// errNotSent marks a failure before the request left this node: the peer
+// certainly did not act on it.
+var errNotSent = errors.New("request not sent")
+
+// peer is the client side of the data streams to one node: one pipelined
+// connection, dialed on demand and redialed after a failure. Requests
+// carry IDs; a reader goroutine hands each reply to its caller.
+type peer struct {
+	r  *Replicator
+	id ring.NodeID
+
+	mu     sync.Mutex
+	conn   *peerConn
+	closed bool
+}
+
+type peerConn struct {
+	nc   net.Conn
+	out  chan *wire.Msg
+	done chan struct{} // closed when the connection is finished
+
+	mu    sync.Mutex
+	calls map[uint64]chan *wire.Msg
+	err   error
+}
+
+func (p *peer) close() {
+	p.mu.Lock()
+	p.closed = true
+	c := p.conn
+	p.conn = nil
+	p.mu.Unlock()
+	if c != nil {
+		c.fail(ErrClosed)
+	}
+}
+
+// get returns a live connection, dialing one if needed.
+func (p *peer) get(ctx context.Context) (*peerConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	if p.conn != nil {
+		select {
+		case <-p.conn.done:
+			p.conn = nil
+		default:
+			return p.conn, nil
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	nc, err := p.r.cl.DialData(dctx, p.id)
+	if err != nil {
+		return nil, fmt.Errorf("dialing %s: %w", p.id, err)
+	}
+	c := &peerConn{nc: nc, out: make(chan *wire.Msg, 256), done: make(chan struct{}), calls: make(map[uint64]chan *wire.Msg)}
+	p.conn = c
+	go c.writeLoop()
+	go c.readLoop()
+	return c, nil
+}
+
+func (c *peerConn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = err
+	calls := c.calls
+	c.calls = nil
+	close(c.done)
+	c.mu.Unlock()
+	c.nc.Close()
+	for _, ch := range calls {
+		close(ch)
+	}
+}
+
+func (c *peerConn) writeLoop() {
+	w := wire.NewWriter(c.nc)
+	for {
+		select {
+		case <-c.done:
+			return
+		case m := <-c.out:
+			if err := w.Write(m); err != nil {
+				c.fail(err)
+				return
+			}
+			// Send what else is queued in the same flush.
+			for more := true; more; {
+				select {
+				case m := <-c.out:
+					if err := w.Write(m); err != nil {
+						c.fail(err)
+						return
+					}
+				default:
+					more = false
+				}
+			}
+			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := w.Flush(); err != nil {
+				c.fail(err)
+				return
+			}
+		}
+	}
+}
+
+func (c *peerConn) readLoop() {
+	rd := wire.NewReader(c.nc)
+	for {
+		m, err := rd.Read()
+		if err != nil {
+			c.fail(fmt.Errorf("%w: %v", errPeerGone, err))
+			return
+		}
+		c.mu.Lock()
+		ch := c.calls[m.ID]
+		last := m.Kind != wire.KindEntries || m.Last
+		if last {
+			delete(c.calls, m.ID)
+		}
+		c.mu.Unlock()
+		if ch == nil {
+			continue // its caller gave up
+		}
+		select {
+		case ch <- m:
+		case <-c.done:
+			return
+		}
+		if last {
+			close(ch)
+		}
+	}
+}
+
+// send registers m's reply channel and queues m.
+func (c *peerConn) send(ctx context.Context, m *wire.Msg, buf int) (chan *wire.Msg, error) {
+	ch := make(chan *wire.Msg, buf)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, c.err
+	}
+	c.calls[m.ID] = ch
+	c.mu.Unlock()
+	select {
+	case c.out <- m:
+		return ch, nil
+	case <-c.done:
+		return nil, errPeerGone
+	case <-ctx.Done():
+		c.forget(m.ID)
+		return nil, ctx.Err()
+	}
+}
+
+func (c *peerConn) forget(id uint64) {
+	c.mu.Lock()
+	if c.calls != nil {
+		delete(c.calls, id)
+	}
+	c.mu.Unlock()
+}
+
+// call sends m and returns its single reply.
+func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
+	c, err := p.get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNotSent, err)
+	}
+	m.ID = p.r.id()
+	m.From = string(p.r.cfg.Self)
+	ch, err := c.send(ctx, m, 1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errNotSent, err)
+	}
+	select {
+	case rep, ok := <-ch:
+		if !ok {
+			return nil, errPeerGone
+		}
+		return rep, nil
+	case <-ctx.Done():
+		c.forget(m.ID)
+		return nil, ctx.Err()
+	}
+}
+
+// stream sends m and passes each reply to fn until one has Last set.
+func (p *peer) stream(ctx context.Context, m *wire.Msg, fn func(*wire.Msg) error) error {
+	c, err := p.get(ctx)
+	if err != nil {
+		return err
+	}
+	m.ID = p.r.id()
+	m.From = string(p.r.cfg.Self)
+	ch, err := c.send(ctx, m, 16)
+	if err != nil {
+		return err
+	}
+	defer c.forget(m.ID)
+	for {
+		select {
+		case rep, ok := <-ch:
+			if !ok {
+				return errPeerGone
+			}
+			if rep.Err != "" {
+				return errors.New(rep.Err)
+			}
+			if err := fn(rep); err != nil {
+				return err
+			}
+			if rep.Last {
+				return nil
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

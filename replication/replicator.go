@@ -1,0 +1,239 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/storage"
+)
+
+// Cluster is what replication needs from the control plane. package stash
+// adapts *cluster.Node to it; tests may fake it.
+type Cluster interface {
+	// Table returns the committed slot table, or nil before the first.
+	Table() *ring.Table
+	// Changes returns a channel closed at the next table change.
+	Changes() <-chan struct{}
+	// InContact reports whether this node may act as a primary now.
+	InContact() bool
+	// LeaseTimeout is how long an old primary may go on acknowledging
+	// after it lost contact.
+	LeaseTimeout() time.Duration
+	// DataListener accepts authenticated data streams from peers.
+	DataListener() net.Listener
+	// DialData opens an authenticated data stream to a peer.
+	DialData(ctx context.Context, id ring.NodeID) (net.Conn, error)
+}
+
+// ExecFunc runs one forwarded command and returns its RESP reply.
+type ExecFunc func(ctx context.Context, proto int, args [][]byte) []byte
+
+// Error is a replication error with the RESP error code a client sees
+// (server.CodedError).
+type Error struct {
+	Code string // NOQUORUM, TRYAGAIN
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Code + " " + e.Msg }
+
+// RESPError is the error reply a Redis client receives.
+func (e *Error) RESPError() string { return e.Error() }
+
+// Errors.
+var (
+	// ErrNoQuorum: a change reached fewer than W copies in time. It is
+	// on this node and maybe others: it may or may not survive.
+	ErrNoQuorum = &Error{"NOQUORUM", "write reached fewer replicas than the write quorum; it may or may not have been applied"}
+	// ErrNotServing: this node does not serve the slot now; nothing was
+	// done. Retry (the table is changing or a takeover is under way).
+	ErrNotServing = &Error{"TRYAGAIN", "slot not served by this node right now; nothing was done, retry"}
+	// ErrClosed: the replicator is closed.
+	ErrClosed = &Error{"TRYAGAIN", "node is shutting down; retry on another node"}
+)
+
+// Config configures a Replicator.
+type Config struct {
+	Self    ring.NodeID
+	Cluster Cluster
+	Store   *storage.Store
+	// WriteQuorum is W, the copies (primary included) a write needs
+	// before it is acknowledged; 0 means a majority of the slot's
+	// replicas. It is capped at the slot's replica count.
+	WriteQuorum int
+	// Async acknowledges writes once the primary applied them and copies
+	// them to the backups afterwards. Faster, and an acknowledged write
+	// is lost if the primary fails before the copies land. Unsafe; for
+	// latency experiments and for proving the test harness can fail.
+	Async bool
+	// Timeout bounds waiting for backups' acknowledgements. Default 2 s.
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Replicator runs this node's side of the data plane.
+type Replicator struct {
+	cfg   Config
+	store *storage.Store
+	cl    Cluster
+	log   *slog.Logger
+
+	table atomic.Pointer[ring.Table]
+	ready [ring.Slots]atomic.Bool // serving as primary: reconciled and lease waited
+
+	peersMu sync.Mutex
+	peers   map[ring.NodeID]*peer
+
+	pend pending
+
+	exec   ExecFunc
+	nextID atomic.Uint64
+
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+
+	connsMu sync.Mutex
+	conns   map[net.Conn]struct{}
+
+	// Counters for metrics and tests.
+	Forwarded, Replicated, NoQuorum, Reconciled, Refused atomic.Int64
+}
+
+// New returns a Replicator; Start makes it serve.
+func New(cfg Config) (*Replicator, error) {
+	if cfg.Self == "" || cfg.Cluster == nil || cfg.Store == nil {
+		return nil, errors.New("replication: Self, Cluster and Store are required")
+	}
+	if cfg.WriteQuorum < 0 {
+		return nil, fmt.Errorf("replication: write quorum %d < 0", cfg.WriteQuorum)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Replicator{
+		cfg:   cfg,
+		store: cfg.Store,
+		cl:    cfg.Cluster,
+		log:   cfg.Logger,
+		peers: make(map[ring.NodeID]*peer),
+		stop:  make(chan struct{}),
+		conns: make(map[net.Conn]struct{}),
+	}
+	r.pend.init()
+	return r, nil
+}
+
+// Start serves peers' data streams with exec for forwarded commands and
+// starts following the slot table.
+func (r *Replicator) Start(exec ExecFunc) {
+	r.exec = exec
+	r.wg.Add(2)
+	go r.accept(r.cl.DataListener())
+	go r.follow()
+}
+
+// Close stops serving and closes every stream. Writes waiting for
+// backups fail with ErrClosed.
+func (r *Replicator) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	close(r.stop)
+	r.connsMu.Lock()
+	for c := range r.conns {
+		c.Close()
+	}
+	r.connsMu.Unlock()
+	r.peersMu.Lock()
+	for _, p := range r.peers {
+		p.close()
+	}
+	r.peersMu.Unlock()
+	r.wg.Wait()
+	return nil
+}
+
+// quorum returns W for a slot with n replicas.
+func (r *Replicator) quorum(n int) int {
+	w := r.cfg.WriteQuorum
+	if w == 0 {
+		w = n/2 + 1
+	}
+	return min(max(w, 1), n)
+}
+
+// Serving reports whether this node serves slot as primary now.
+func (r *Replicator) Serving(slot uint16) bool {
+	t := r.table.Load()
+	return t != nil && t.Primary(slot) == r.cfg.Self && r.ready[slot].Load() && r.cl.InContact()
+}
+
+// Holds reports whether this node holds a copy of slot in the current
+// table (primary or backup).
+func (r *Replicator) Holds(slot uint16) bool {
+	t := r.table.Load()
+	if t == nil {
+		return false
+	}
+	for _, id := range t.Replicas(slot) {
+		if id == r.cfg.Self {
+			return true
+		}
+	}
+	return false
+}
+
+// Table returns the table the data plane acts on (the latest it has
+// seen), or nil.
+func (r *Replicator) Table() *ring.Table { return r.table.Load() }
+
+// SlotReady reports whether slot finished its takeover here (used for
+// status pages).
+func (r *Replicator) SlotReady(slot uint16) bool { return r.ready[slot].Load() }
+
+func (r *Replicator) peer(id ring.NodeID) *peer {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	p := r.peers[id]
+	if p == nil {
+		p = &peer{r: r, id: id}
+		r.peers[id] = p
+	}
+	return p
+}
+
+func (r *Replicator) id() uint64 { return r.nextID.Add(1) }
+
+// Ready reports whether this node is a full member of the data plane: it
+// has a slot table, is in contact with the cluster, and serves every slot
+// the table makes it primary for. The reason says what is missing.
+func (r *Replicator) Ready() (bool, string) {
+	t := r.table.Load()
+	if t == nil {
+		return false, "no slot table yet (cluster forming or joining)"
+	}
+	if !r.cl.InContact() {
+		return false, "lost contact with the cluster"
+	}
+	waiting := 0
+	for s := range ring.Slots {
+		if t.Primary(uint16(s)) == r.cfg.Self && !r.ready[s].Load() {
+			waiting++
+		}
+	}
+	if waiting > 0 {
+		return false, fmt.Sprintf("taking over %d slots", waiting)
+	}
+	return true, ""
+}

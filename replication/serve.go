@@ -1,0 +1,200 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/stashcluster/stash/internal/wire"
+	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/storage"
+)
+
+// fetchBatch bounds the bytes of values in one Entries frame.
+const fetchBatch = 4 << 20
+
+func (r *Replicator) accept(ln net.Listener) {
+	defer r.wg.Done()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if r.closed.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			r.log.Warn("accepting data stream", "err", err)
+			select {
+			case <-r.stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		r.connsMu.Lock()
+		if r.closed.Load() {
+			r.connsMu.Unlock()
+			nc.Close()
+			return
+		}
+		r.conns[nc] = struct{}{}
+		r.connsMu.Unlock()
+		r.wg.Add(1)
+		go r.serveConn(nc)
+	}
+}
+
+// serveConn answers one peer's requests. Each request runs in its own
+// goroutine (a forwarded write waits for its backups); replies go out
+// through one writer that batches flushes.
+func (r *Replicator) serveConn(nc net.Conn) {
+	defer r.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan *wire.Msg, 256)
+	writerDone := make(chan struct{})
+	defer func() {
+		cancel()
+		nc.Close()
+		<-writerDone
+		r.connsMu.Lock()
+		delete(r.conns, nc)
+		r.connsMu.Unlock()
+	}()
+	go func() {
+		defer close(writerDone)
+		w := wire.NewWriter(nc)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-out:
+				err := w.Write(m)
+				for more := err == nil; more; {
+					select {
+					case m := <-out:
+						err = w.Write(m)
+						more = err == nil
+					default:
+						more = false
+					}
+				}
+				if err == nil {
+					nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+					err = w.Flush()
+				}
+				if err != nil {
+					cancel()
+					nc.Close()
+					return
+				}
+			}
+		}
+	}()
+	reply := func(m *wire.Msg) {
+		select {
+		case out <- m:
+		case <-ctx.Done():
+		}
+	}
+	rd := wire.NewReader(nc)
+	for {
+		m, err := rd.Read()
+		if err != nil {
+			return
+		}
+		switch m.Kind {
+		case wire.KindForward:
+			go func() { reply(r.handleForward(ctx, m)) }()
+		case wire.KindReplicate:
+			go func() { reply(r.handleReplicate(ctx, m)) }()
+		case wire.KindDigest:
+			go func() { reply(r.handleDigest(m)) }()
+		case wire.KindFetch:
+			go r.handleFetch(ctx, m, reply)
+		default:
+			reply(&wire.Msg{Kind: wire.KindAck, ID: m.ID, Err: fmt.Sprintf("ERR unexpected %s frame", m.Kind)})
+		}
+	}
+}
+
+func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
+	r.Forwarded.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout+5*time.Second)
+	defer cancel()
+	proto := int(m.Proto)
+	if proto != 3 {
+		proto = 2
+	}
+	if r.exec == nil || len(m.Args) == 0 {
+		return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: []byte("-TRYAGAIN node is not serving yet\r\n")}
+	}
+	return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: r.exec(ctx, proto, m.Args)}
+}
+
+// handleReplicate applies a primary's changes newer-wins, unless this
+// node's table is newer than the sender's and no longer names the sender
+// as the slot's primary (a deposed primary must not gather acks).
+func (r *Replicator) handleReplicate(ctx context.Context, m *wire.Msg) *wire.Msg {
+	ack := &wire.Msg{Kind: wire.KindAck, ID: m.ID}
+	if t := r.table.Load(); t != nil && m.Epoch < t.Epoch() && t.Primary(m.Slot) != ring.NodeID(m.From) {
+		r.Refused.Add(1)
+		ack.Err = fmt.Sprintf("STALE epoch %d: table %d names %s as primary of slot %d", m.Epoch, t.Epoch(), t.Primary(m.Slot), m.Slot)
+		return ack
+	}
+	for _, e := range m.Entries {
+		if _, err := r.store.Apply(ctx, m.Slot, fromEntry(e), e.Deleted); err != nil {
+			ack.Err = "ERR " + err.Error()
+			return ack
+		}
+	}
+	return ack
+}
+
+func (r *Replicator) handleDigest(m *wire.Msg) *wire.Msg {
+	d := make([]uint64, len(m.Slots))
+	for i, s := range m.Slots {
+		if s < ring.Slots {
+			d[i] = r.store.Digest(s)
+		}
+	}
+	return &wire.Msg{Kind: wire.KindDigests, ID: m.ID, Slots: m.Slots, Digests: d}
+}
+
+// handleFetch streams every entry of the requested slots, tombstones
+// included, in batches; the last batch has Last set.
+func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*wire.Msg)) {
+	batch := &wire.Msg{Kind: wire.KindEntries, ID: m.ID}
+	size := 0
+	for _, s := range m.Slots {
+		if s >= ring.Slots {
+			continue
+		}
+		r.store.ScanSlotAll(s, func(st storage.Stash) bool {
+			batch.Entries = append(batch.Entries, toEntry(st))
+			size += len(st.Key) + len(st.Value) + 32
+			if size >= fetchBatch {
+				reply(batch)
+				batch = &wire.Msg{Kind: wire.KindEntries, ID: m.ID}
+				size = 0
+			}
+			return ctx.Err() == nil
+		})
+		batch.Slots = append(batch.Slots, s)
+	}
+	batch.Last = true
+	reply(batch)
+}
+
+func toEntry(st storage.Stash) wire.Entry {
+	return wire.Entry{
+		Key: st.Key, Kind: uint8(st.Kind), Value: []byte(st.Value), ExpireAt: st.ExpireAt,
+		Epoch: st.Version.Epoch, Seq: st.Version.Seq, Deleted: st.Deleted,
+	}
+}
+
+func fromEntry(e wire.Entry) storage.Stash {
+	return storage.Stash{
+		Key: e.Key, Kind: storage.Kind(e.Kind), Value: string(e.Value), ExpireAt: e.ExpireAt,
+		Version: storage.Version{Epoch: e.Epoch, Seq: e.Seq}, Deleted: e.Deleted,
+	}
+}
