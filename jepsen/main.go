@@ -63,7 +63,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "jepsen:", err)
 		if res == nil {
 			switch {
-			case errors.Is(err, harness.ErrUnsupported), errors.Is(err, harness.ErrClusterUnavailable):
+			case errors.Is(err, harness.ErrUnsupported):
 				os.Exit(3)
 			case errors.Is(err, harness.ErrConfig):
 				os.Exit(2)

@@ -22,10 +22,6 @@ const (
 	ClusterPort = 7380
 )
 
-// ErrClusterUnavailable is returned when more than one node is asked for
-// and stashnode refuses --join.
-var ErrClusterUnavailable = errors.New("cluster not available in this stashnode")
-
 // Node is one stashnode process in its host namespace. Its methods are
 // called from the harness's control goroutine and the nemesis goroutine,
 // never concurrently for the same node except Alive and Addr.
@@ -268,7 +264,8 @@ func nodeArgs(h Host, all []Host, dataDir, secretFile string, replicas int, extr
 				peers = append(peers, fmt.Sprintf("%s:%d", o.IP, GossipPort))
 			}
 		}
-		a = append(a, "--join", strings.Join(peers, ","), "--replicas", fmt.Sprint(replicas))
+		a = append(a, "--join", strings.Join(peers, ","), "--bootstrap-expect", fmt.Sprint(len(all)),
+			"--replicas", fmt.Sprint(replicas), "--cluster-profile", "local")
 	}
 	return append(a, extra...)
 }

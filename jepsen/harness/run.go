@@ -195,10 +195,6 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	defer cancel()
 	for _, n := range nodes {
 		if err := n.WaitReady(readyCtx); err != nil {
-			var xe *ExitError
-			if cfg.Nodes > 1 && errors.As(err, &xe) && xe.ExitCode() == 2 {
-				return nil, fmt.Errorf("%w: %s refused its cluster flags (--join %s): %s", ErrClusterUnavailable, n.Name, strings.Join(peers(n, nodes), ","), lastLine(xe.Stderr))
-			}
 			return nil, err
 		}
 	}

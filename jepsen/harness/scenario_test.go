@@ -2,9 +2,7 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -137,19 +135,4 @@ func TestScenarioUnsafeKillLosesWrites(t *testing.T) {
 	if res.Valid || res.Counts.Lost+res.Counts.Stale == 0 {
 		t.Fatalf("an unsafe configuration came out valid: %+v", res.Counts)
 	}
-}
-
-// More than one node needs --join; until clustering lands stashnode
-// refuses it, and the harness must say so plainly.
-func TestClusterNotAvailable(t *testing.T) {
-	bin := needHosts(t)
-	out, err := exec.Command(bin, "--join", "127.0.0.1:1").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "join") {
-		t.Skipf("this stashnode accepts --join; nothing to test: %s", out)
-	}
-	_, err = Run(context.Background(), Config{Bin: bin, Nodes: 2, Time: time.Second, Out: t.TempDir(), Log: testLog{t}})
-	if !errors.Is(err, ErrClusterUnavailable) {
-		t.Fatalf("err = %v, want ErrClusterUnavailable", err)
-	}
-	t.Log(err)
 }

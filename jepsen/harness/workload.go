@@ -46,13 +46,18 @@ func newClient(id int, n *Node, nw *Net, timeout time.Duration) *client {
 
 // classify maps a client error to a completion type: Fail only when the
 // request certainly had no effect (the server answered with an error, or
-// we could not even connect); otherwise Info.
+// we could not even connect); otherwise Info. NOQUORUM is Stash's answer
+// for a write that may or may not have been applied (it reached the
+// primary but not enough replicas), so it is Info too.
 func classify(err error) Type {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return OK
 	}
 	var re redis.Error
 	if errors.As(err, &re) {
+		if strings.HasPrefix(re.Error(), "NOQUORUM") {
+			return Info
+		}
 		return Fail
 	}
 	var oe *net.OpError
