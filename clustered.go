@@ -77,6 +77,7 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 		Store:       n.store,
 		WriteQuorum: cfg.WriteQuorum,
 		Async:       cfg.Replication == ReplicationAsync,
+		ApplyWaits:  cfg.Fsync == FsyncAlways,
 		Logger:      n.log.With("part", "replication"),
 	})
 	if err != nil {
@@ -239,7 +240,7 @@ func splitHostPort(addr string) (string, int) {
 // remote runs a STASH.* command for tag t on the slot's primary when this
 // node does not serve the slot, and reports whether it did. A tag that
 // does not decode is left to the local path (which reports it).
-func (n *Node) remote(ctx context.Context, t string, args ...[]byte) (reply []byte, done bool, err error) {
+func (n *Node) remote(ctx context.Context, t string, write bool, args ...[]byte) (reply []byte, done bool, err error) {
 	if n.cl == nil {
 		return nil, false, nil
 	}
@@ -257,9 +258,20 @@ func (n *Node) remote(ctx context.Context, t string, args ...[]byte) (reply []by
 	}
 	rep, err := n.cl.Forward(ctx, slot, 2, args)
 	if err != nil {
-		return nil, true, fmt.Errorf("%w: %v", ErrNoQuorum, err)
+		return nil, true, forwardErr(err, write)
 	}
 	return rep, true, nil
+}
+
+// forwardErr maps a failed forward to this package's errors: nothing done
+// (ErrUnavailable) when it never reached the primary or was a read, else
+// maybe done (ErrNoQuorum).
+func forwardErr(err error, write bool) error {
+	var re *replication.Error
+	if !write || (errors.As(err, &re) && re.Code == "TRYAGAIN") {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", ErrNoQuorum, err)
 }
 
 // parseReply decodes the RESP2 replies STASH.* commands give: +OK,

@@ -356,7 +356,7 @@ func (n *Node) Put(ctx context.Context, value []byte, ttl time.Duration) (string
 		slot := uint16(mrand.IntN(ring.Slots))
 		rep, ferr := n.cl.Forward(ctx, slot, 2, stashArgs("STASH.PUT", value, ttl))
 		if ferr != nil {
-			return "", fmt.Errorf("%w: %v", ErrNoQuorum, ferr)
+			return "", forwardErr(ferr, true)
 		}
 		v, _, _, perr := parseReply(rep)
 		return string(v), perr
@@ -374,7 +374,7 @@ func (n *Node) Set(ctx context.Context, tag string, value []byte, ttl time.Durat
 	if ttl > 0 {
 		args = append(args, []byte("TTL"), []byte(strconv.FormatInt(int64((ttl+time.Second-1)/time.Second), 10)))
 	}
-	if rep, ok, err := n.remote(ctx, tag, args...); ok {
+	if rep, ok, err := n.remote(ctx, tag, true, args...); ok {
 		if err != nil {
 			return err
 		}
@@ -389,7 +389,7 @@ func (n *Node) Get(ctx context.Context, tag string) ([]byte, error) {
 	if err := n.live(); err != nil {
 		return nil, err
 	}
-	if rep, ok, err := n.remote(ctx, tag, []byte("STASH.GET"), []byte(tag)); ok {
+	if rep, ok, err := n.remote(ctx, tag, false, []byte("STASH.GET"), []byte(tag)); ok {
 		if err != nil {
 			return nil, err
 		}
@@ -409,7 +409,7 @@ func (n *Node) Touch(ctx context.Context, tag string, ttl time.Duration) error {
 	}
 	if ttl >= 0 {
 		secs := strconv.FormatInt(int64((ttl+time.Second-1)/time.Second), 10)
-		if rep, ok, err := n.remote(ctx, tag, []byte("STASH.TOUCH"), []byte(tag), []byte(secs)); ok {
+		if rep, ok, err := n.remote(ctx, tag, true, []byte("STASH.TOUCH"), []byte(tag), []byte(secs)); ok {
 			return presence(rep, err)
 		}
 	}
@@ -421,7 +421,7 @@ func (n *Node) Delete(ctx context.Context, tag string) error {
 	if err := n.live(); err != nil {
 		return err
 	}
-	if rep, ok, err := n.remote(ctx, tag, []byte("STASH.DEL"), []byte(tag)); ok {
+	if rep, ok, err := n.remote(ctx, tag, true, []byte("STASH.DEL"), []byte(tag)); ok {
 		return presence(rep, err)
 	}
 	return n.ops.Delete(ctx, tag)

@@ -162,20 +162,29 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 	r.Replicated.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	acks := make(chan bool, len(backups))
+	// Send to every backup at once; replies share one channel (room for
+	// one per backup, failures included).
+	replies := make(chan *wire.Msg, len(backups))
+	entry := []wire.Entry{toEntry(st)}
+	sent := 0
 	for _, id := range backups {
-		go func() { acks <- r.send(ctx, t, id, slot, st) == nil }()
+		m := &wire.Msg{Kind: wire.KindReplicate, Epoch: t.Epoch(), Slot: slot, Entries: entry}
+		c, err := r.peer(id).start(ctx, m, replies)
+		if err == nil {
+			sent++
+			defer c.forget(m.ID)
+		}
 	}
 	got, answered := 1, 0
-	for got < w && answered < len(backups) {
+	for got < w && answered < sent {
 		select {
-		case ok := <-acks:
+		case rep := <-replies:
 			answered++
-			if ok {
+			if !gone(rep) && rep.Err == "" {
 				got++
 			}
 		case <-ctx.Done():
-			answered = len(backups)
+			answered = sent
 		}
 	}
 	// An old primary stops acknowledging once its lease ran out: the

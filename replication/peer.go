@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -93,10 +94,19 @@ func (c *peerConn) fail(err error) {
 	close(c.done)
 	c.mu.Unlock()
 	c.nc.Close()
-	for _, ch := range calls {
-		close(ch)
+	// Every waiter learns of the failure as a reply with failed set (its
+	// channel has room: one slot per reply it awaits).
+	for id, ch := range calls {
+		select {
+		case ch <- &wire.Msg{ID: id, Err: errPeerGone.Error()}:
+		default:
+		}
 	}
 }
+
+// gone reports whether rep is the stand-in fail delivers for a reply
+// that will never come.
+func gone(rep *wire.Msg) bool { return rep.Kind == 0 }
 
 func (c *peerConn) writeLoop() {
 	w := wire.NewWriter(c.nc)
@@ -109,17 +119,9 @@ func (c *peerConn) writeLoop() {
 				c.fail(err)
 				return
 			}
-			// Send what else is queued in the same flush.
-			for more := true; more; {
-				select {
-				case m := <-c.out:
-					if err := w.Write(m); err != nil {
-						c.fail(err)
-						return
-					}
-				default:
-					more = false
-				}
+			if err := drain(c.out, w); err != nil {
+				c.fail(err)
+				return
 			}
 			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if err := w.Flush(); err != nil {
@@ -140,8 +142,7 @@ func (c *peerConn) readLoop() {
 		}
 		c.mu.Lock()
 		ch := c.calls[m.ID]
-		last := m.Kind != wire.KindEntries || m.Last
-		if last {
+		if m.Kind != wire.KindEntries || m.Last {
 			delete(c.calls, m.ID)
 		}
 		c.mu.Unlock()
@@ -153,30 +154,49 @@ func (c *peerConn) readLoop() {
 		case <-c.done:
 			return
 		}
-		if last {
-			close(ch)
+	}
+}
+
+// drain writes what else is queued on out, so it goes in the same flush
+// (one write syscall). When the queue is empty it yields once first:
+// under load other goroutines are about to queue more, and a loopback
+// write costs far more than the yield.
+func drain(out chan *wire.Msg, w *wire.Writer) error {
+	yielded := false
+	for {
+		select {
+		case m := <-out:
+			if err := w.Write(m); err != nil {
+				return err
+			}
+		default:
+			if yielded {
+				return nil
+			}
+			yielded = true
+			runtime.Gosched()
 		}
 	}
 }
 
-// send registers m's reply channel and queues m.
-func (c *peerConn) send(ctx context.Context, m *wire.Msg, buf int) (chan *wire.Msg, error) {
-	ch := make(chan *wire.Msg, buf)
+// send registers ch for m's replies and queues m. ch must have room for
+// every reply the caller awaits on it.
+func (c *peerConn) send(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) error {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return nil, c.err
+		return c.err
 	}
 	c.calls[m.ID] = ch
 	c.mu.Unlock()
 	select {
 	case c.out <- m:
-		return ch, nil
+		return nil
 	case <-c.done:
-		return nil, errPeerGone
+		return errPeerGone
 	case <-ctx.Done():
 		c.forget(m.ID)
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -188,21 +208,28 @@ func (c *peerConn) forget(id uint64) {
 	c.mu.Unlock()
 }
 
-// call sends m and returns its single reply.
-func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
+// start sends m to the peer without waiting; its reply (or a stand-in for
+// which gone is true) arrives on ch. An error means m was not sent.
+func (p *peer) start(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) (*peerConn, error) {
 	c, err := p.get(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNotSent, err)
+		return nil, err
 	}
 	m.ID = p.r.id()
 	m.From = string(p.r.cfg.Self)
-	ch, err := c.send(ctx, m, 1)
+	return c, c.send(ctx, m, ch)
+}
+
+// call sends m and returns its single reply.
+func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
+	ch := make(chan *wire.Msg, 1)
+	c, err := p.start(ctx, m, ch)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errNotSent, err)
 	}
 	select {
-	case rep, ok := <-ch:
-		if !ok {
+	case rep := <-ch:
+		if gone(rep) {
 			return nil, errPeerGone
 		}
 		return rep, nil
@@ -214,21 +241,18 @@ func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
 
 // stream sends m and passes each reply to fn until one has Last set.
 func (p *peer) stream(ctx context.Context, m *wire.Msg, fn func(*wire.Msg) error) error {
-	c, err := p.get(ctx)
-	if err != nil {
-		return err
-	}
-	m.ID = p.r.id()
-	m.From = string(p.r.cfg.Self)
-	ch, err := c.send(ctx, m, 16)
+	ch := make(chan *wire.Msg, 16)
+	c, err := p.start(ctx, m, ch)
 	if err != nil {
 		return err
 	}
 	defer c.forget(m.ID)
 	for {
 		select {
-		case rep, ok := <-ch:
-			if !ok {
+		case <-c.done:
+			return errPeerGone
+		case rep := <-ch:
+			if gone(rep) {
 				return errPeerGone
 			}
 			if rep.Err != "" {

@@ -75,7 +75,11 @@ type Config struct {
 	Async bool
 	// Timeout bounds waiting for backups' acknowledgements. Default 2 s.
 	Timeout time.Duration
-	Logger  *slog.Logger
+	// ApplyWaits says the store's writes wait for the disk (fsync
+	// always): copies from a primary are then applied concurrently
+	// rather than in arrival order on the stream's reader.
+	ApplyWaits bool
+	Logger     *slog.Logger
 }
 
 // Replicator runs this node's side of the data plane.
@@ -93,8 +97,9 @@ type Replicator struct {
 
 	pend pending
 
-	exec   ExecFunc
-	nextID atomic.Uint64
+	exec    ExecFunc
+	nextID  atomic.Uint64
+	workers *workers
 
 	stop   chan struct{}
 	wg     sync.WaitGroup
@@ -122,13 +127,14 @@ func New(cfg Config) (*Replicator, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Replicator{
-		cfg:   cfg,
-		store: cfg.Store,
-		cl:    cfg.Cluster,
-		log:   cfg.Logger,
-		peers: make(map[ring.NodeID]*peer),
-		stop:  make(chan struct{}),
-		conns: make(map[net.Conn]struct{}),
+		cfg:     cfg,
+		store:   cfg.Store,
+		cl:      cfg.Cluster,
+		log:     cfg.Logger,
+		peers:   make(map[ring.NodeID]*peer),
+		stop:    make(chan struct{}),
+		conns:   make(map[net.Conn]struct{}),
+		workers: newWorkers(),
 	}
 	r.pend.init()
 	return r, nil
@@ -150,6 +156,7 @@ func (r *Replicator) Close() error {
 		return nil
 	}
 	close(r.stop)
+	r.cl.DataListener().Close() // ends accept; the cluster port itself stays with the cluster node
 	r.connsMu.Lock()
 	for c := range r.conns {
 		c.Close()

@@ -69,14 +69,8 @@ func (r *Replicator) serveConn(nc net.Conn) {
 				return
 			case m := <-out:
 				err := w.Write(m)
-				for more := err == nil; more; {
-					select {
-					case m := <-out:
-						err = w.Write(m)
-						more = err == nil
-					default:
-						more = false
-					}
+				if err == nil {
+					err = drain(out, w)
 				}
 				if err == nil {
 					nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
@@ -104,11 +98,17 @@ func (r *Replicator) serveConn(nc net.Conn) {
 		}
 		switch m.Kind {
 		case wire.KindForward:
-			go func() { reply(r.handleForward(ctx, m)) }()
+			r.workers.run(func() { reply(r.handleForward(ctx, m)) })
 		case wire.KindReplicate:
-			go func() { reply(r.handleReplicate(ctx, m)) }()
+			if r.cfg.ApplyWaits {
+				r.workers.run(func() { reply(r.handleReplicate(ctx, m)) })
+			} else {
+				// Applying does not wait for the disk: do it in order,
+				// here, without a goroutine per copy.
+				reply(r.handleReplicate(ctx, m))
+			}
 		case wire.KindDigest:
-			go func() { reply(r.handleDigest(m)) }()
+			r.workers.run(func() { reply(r.handleDigest(m)) })
 		case wire.KindFetch:
 			go r.handleFetch(ctx, m, reply)
 		default:

@@ -153,6 +153,12 @@ func (c *client) forward(cmd *command, slot uint16, write bool, args [][]byte) {
 	if err == nil && len(rep) == 0 {
 		err = errors.New("empty reply")
 	}
+	var coded CodedError
+	if err != nil && errors.As(err, &coded) {
+		// The router knows what happened (e.g. TRYAGAIN: never sent).
+		c.err(coded.RESPError())
+		return
+	}
 	if err != nil {
 		c.srv.cfg.Logger.Debug("forward failed", "cmd", cmd.name, "slot", slot, "err", err)
 		if write {

@@ -1,0 +1,173 @@
+package stash
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stashcluster/stash/ring"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// openCluster opens n embedded members of one cluster in this process
+// and waits until every one is ready.
+func openCluster(t *testing.T, n int) []*Node {
+	t.Helper()
+	gossip := make([]int, n)
+	var join []string
+	for i := range gossip {
+		gossip[i] = freePort(t)
+		join = append(join, fmt.Sprintf("127.0.0.1:%d", gossip[i]))
+	}
+	nodes := make([]*Node, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := testConfig(t)
+		cfg.Name = fmt.Sprintf("m%d", i+1)
+		cfg.AdminPort = -1
+		cfg.GossipPort, cfg.ClusterPort = gossip[i], 0
+		cfg.Join, cfg.BootstrapExpect = join, n
+		cfg.Secret = []byte("embedded-cluster-secret-0123")
+		cfg.ClusterProfile = "local"
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nodes[i], errs[i] = Open(context.Background(), cfg)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("member %d: %v", i+1, err)
+		}
+		t.Cleanup(func() { nodes[i].Close() })
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, nd := range nodes {
+		for {
+			ok, why := nd.ready()
+			if ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not ready: %s", nd.cfg.Name, why)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nodes
+}
+
+// retry runs f until it returns something other than ErrUnavailable (a
+// slot changing hands) or the deadline passes.
+func retry[T any](t *testing.T, d time.Duration, f func() (T, error)) (T, error) {
+	t.Helper()
+	end := time.Now().Add(d)
+	for {
+		v, err := f()
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(end) {
+			return v, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestEmbeddedCluster runs three members in one process: a stash put
+// through one member is read, updated, touched and deleted through the
+// others (whichever is its primary), and survives the close of its
+// primary.
+func TestEmbeddedCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("forms a 3-member cluster; skipped with -short")
+	}
+	nodes := openCluster(t, 3)
+	ctx := context.Background()
+
+	st, ok := nodes[0].ClusterStatus()
+	if !ok || len(st.Members) != 3 || st.Leader == "" {
+		t.Fatalf("cluster status: %+v", st)
+	}
+
+	var tags []string
+	for i := range 30 {
+		tg, err := nodes[i%3].Put(ctx, []byte(fmt.Sprintf("v%d", i)), time.Hour)
+		if err != nil {
+			t.Fatalf("put through %s: %v", nodes[i%3].cfg.Name, err)
+		}
+		tags = append(tags, tg)
+	}
+	for i, tg := range tags {
+		for _, nd := range nodes {
+			got, err := nd.Get(ctx, tg)
+			if err != nil || string(got) != fmt.Sprintf("v%d", i) {
+				t.Fatalf("get %d through %s = %q, %v", i, nd.cfg.Name, got, err)
+			}
+		}
+	}
+	// Changes through a member other than the one that minted the tag.
+	if err := nodes[1].Set(ctx, tags[0], []byte("changed"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := nodes[2].Get(ctx, tags[0]); err != nil || string(got) != "changed" {
+		t.Fatalf("after set: %q, %v", got, err)
+	}
+	if err := nodes[2].Touch(ctx, tags[0], 2*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].Delete(ctx, tags[1]); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		if _, err := nd.Get(ctx, tags[1]); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted stash through %s: %v", nd.cfg.Name, err)
+		}
+	}
+	if err := nodes[0].Delete(ctx, tags[1]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := nodes[0].Get(ctx, tags[2][:10]); !errors.Is(err, ErrBadTag) {
+		t.Fatalf("truncated tag: %v", err)
+	}
+
+	// Close the primary of tags[0]'s slot: the others take it over and
+	// still have the value.
+	tg, err := nodes[0].ops.Codec.Decode(tags[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := nodes[0].cl.rep.Table().Primary(ring.Slot(tg.ID.Key()))
+	var rest []*Node
+	for _, nd := range nodes {
+		if ring.NodeID(nd.cfg.Name) == primary {
+			nd.Close()
+		} else {
+			rest = append(rest, nd)
+		}
+	}
+	if len(rest) != 2 {
+		t.Fatalf("primary %q not among the members", primary)
+	}
+	start := time.Now()
+	got, err := retry(t, 15*time.Second, func() ([]byte, error) { return rest[0].Get(ctx, tags[0]) })
+	if err != nil || string(got) != "changed" {
+		t.Fatalf("after closing the primary: %q, %v", got, err)
+	}
+	t.Logf("stash readable %v after its primary closed", time.Since(start).Round(time.Millisecond))
+	if _, err := retry(t, 15*time.Second, func() (string, error) { return rest[1].Put(ctx, []byte("after"), 0) }); err != nil {
+		t.Fatalf("put after failover: %v", err)
+	}
+}
