@@ -399,6 +399,14 @@ func (n *Node) Get(ctx context.Context, tag string) ([]byte, error) {
 		}
 		return v, err
 	}
+	if n.cl != nil {
+		if tg, err := n.ops.Codec.Decode(tag); err == nil {
+			key := tg.ID.Key()
+			if err := n.cl.rep.KV().Settled(ring.Slot(key), key); err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+		}
+	}
 	return n.ops.Get(ctx, tag)
 }
 

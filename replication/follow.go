@@ -10,22 +10,47 @@ import (
 	"github.com/stashcluster/stash/ring"
 )
 
+// takeover is a slot this node is primary for but does not serve yet.
+type takeover struct {
+	notBefore time.Time // the old primary's lease has run out by then
+	// prev is the slot's replica list in the table before the one that
+	// made this node primary (nil when unknown, as after a restart):
+	// acknowledged writes are on a quorum of it.
+	prev []ring.NodeID
+}
+
 // follow applies each new table: it sets the store's epoch, stops
 // serving slots this node lost, and takes over the slots it gained
-// (lease wait, then reconciliation).
+// (lease wait, then reconciliation). It also drops every slot after a
+// gap in what it knows: tables it never saw (another node may have been
+// primary meanwhile) or a time out of contact.
 func (r *Replicator) follow() {
 	defer r.wg.Done()
 	var seen uint64
-	// due: slots this node is primary for but not serving yet, with the
-	// earliest time it may serve them.
-	due := make(map[uint16]time.Time)
-	tick := time.NewTicker(250 * time.Millisecond)
+	due := make(map[uint16]takeover)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	contact := true
 	for {
 		ch := r.cl.Changes()
 		if t := r.cl.Table(); t != nil && t.Epoch() != seen {
+			gap := seen != 0 && t.Epoch() != seen+1
 			seen = t.Epoch()
-			r.apply(t, due)
+			r.apply(t, due, gap)
+		}
+		switch now := r.cl.InContact(); {
+		case !now && contact:
+			r.log.Warn("lost contact with the cluster: not serving as primary until it is back")
+			contact = false
+		case now && !contact:
+			// The table may have moved while we were cut off; take
+			// everything over again (the lease wait lets a newer
+			// table arrive first).
+			r.log.Info("back in contact with the cluster: taking primaries over again")
+			contact = true
+			if t := r.table.Load(); t != nil {
+				r.apply(t, due, true)
+			}
 		}
 		if len(due) > 0 {
 			r.takeOver(due)
@@ -39,11 +64,14 @@ func (r *Replicator) follow() {
 	}
 }
 
-func (r *Replicator) apply(t *ring.Table, due map[uint16]time.Time) {
-	r.store.SetEpoch(uint32(t.Epoch()))
-	r.table.Store(t)
-	notBefore := time.Now().Add(r.cl.LeaseTimeout())
-	gained, lost := 0, 0
+// apply makes t the table acted on. With gap, slots this node was
+// serving are taken over again as if newly gained.
+func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
+	prevT := r.table.Load()
+	// Stop serving what t takes away (or, after a gap, everything)
+	// before t becomes visible: Serving must never pair the new table
+	// with readiness earned under an older one.
+	lost := 0
 	for s := range ring.Slots {
 		slot := uint16(s)
 		if t.Primary(slot) != r.cfg.Self {
@@ -51,27 +79,40 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]time.Time) {
 				lost++
 			}
 			delete(due, slot)
-			continue
-		}
-		if !r.ready[slot].Load() {
-			if _, ok := due[slot]; !ok {
-				due[slot] = notBefore
-				gained++
-			}
+		} else if gap {
+			r.ready[slot].Store(false)
 		}
 	}
-	r.log.Info("applied slot table", "epoch", t.Epoch(), "primaries_gained", gained, "primaries_lost", lost)
+	r.store.SetEpoch(uint32(t.Epoch()))
+	r.table.Store(t)
+	notBefore := time.Now().Add(r.cl.LeaseTimeout())
+	gained := 0
+	for s := range ring.Slots {
+		slot := uint16(s)
+		if t.Primary(slot) != r.cfg.Self || r.ready[slot].Load() {
+			continue
+		}
+		if _, ok := due[slot]; !ok {
+			var prev []ring.NodeID
+			if prevT != nil && prevT.Epoch() != t.Epoch() {
+				prev = prevT.Replicas(slot)
+			}
+			due[slot] = takeover{notBefore: notBefore, prev: prev}
+			gained++
+		}
+	}
+	r.log.Info("applied slot table", "epoch", t.Epoch(), "primaries_gained", gained, "primaries_lost", lost, "gap", gap)
 }
 
 // takeOver reconciles the due slots whose lease wait is over and marks
 // them ready. Slots it cannot reconcile yet (too few replicas reachable)
 // stay due and are retried on the next tick.
-func (r *Replicator) takeOver(due map[uint16]time.Time) {
+func (r *Replicator) takeOver(due map[uint16]takeover) {
 	t := r.table.Load()
 	now := time.Now()
 	var slots []uint16
-	for s, nb := range due {
-		if !now.Before(nb) {
+	for s, d := range due {
+		if !now.Before(d.notBefore) {
 			slots = append(slots, s)
 		}
 	}
@@ -79,7 +120,7 @@ func (r *Replicator) takeOver(due map[uint16]time.Time) {
 		return
 	}
 	slices.Sort(slots)
-	done := r.reconcile(t, slots)
+	done := r.reconcile(t, slots, due)
 	for _, s := range done {
 		if r.table.Load() == t && t.Primary(s) == r.cfg.Self {
 			r.ready[s].Store(true)
@@ -91,34 +132,65 @@ func (r *Replicator) takeOver(due map[uint16]time.Time) {
 	}
 }
 
-// need returns how many other replicas of a slot with n replicas must be
-// consulted at takeover: with them, this node covers n−W+1 replicas,
-// which meet every set of W that may hold an acknowledged write.
-func (r *Replicator) need(n int) int {
-	w := r.quorum(n)
-	k := n - w
-	if r.cfg.Async || w <= 1 {
-		k = min(k, 1) // no promise to keep; one peer is enough
+// plan says whom a takeover must consult: acknowledged writes are on W
+// of the slot's replicas in the table they were written under (prev,
+// or the current one when prev is unknown), so this node must cover
+// n−W+1 of them, itself included if it is one.
+func (r *Replicator) plan(cur, prev []ring.NodeID) (sources []ring.NodeID, need int) {
+	base := prev
+	if base == nil {
+		base = cur
 	}
-	return k
+	n := len(base)
+	w := r.quorum(n)
+	need = n - w + 1
+	if slices.Contains(base, r.cfg.Self) {
+		need--
+	}
+	if r.cfg.Async || w <= 1 {
+		need = min(need, 1) // no promise to keep; one peer is enough
+	}
+	for _, id := range base {
+		if id != r.cfg.Self {
+			sources = append(sources, id)
+		}
+	}
+	// Current replicas that were not in base hold nothing older, but
+	// asking them too does no harm when they are reachable.
+	for _, id := range cur {
+		if id != r.cfg.Self && !slices.Contains(sources, id) {
+			sources = append(sources, id)
+		}
+	}
+	return sources, max(need, 0)
 }
 
 // reconcile brings slots up to date from their other replicas and
 // returns the ones that heard from enough of them.
-func (r *Replicator) reconcile(t *ring.Table, slots []uint16) []uint16 {
+func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]takeover) []uint16 {
 	heard := make(map[uint16]int, len(slots))
+	needs := make(map[uint16]int, len(slots))
+	counts := make(map[uint16]map[ring.NodeID]bool, len(slots))
 	bySource := make(map[ring.NodeID][]uint16)
 	var done []uint16
 	for _, s := range slots {
-		reps := t.Replicas(s)
-		if r.need(len(reps)) == 0 {
+		d := due[s]
+		sources, need := r.plan(t.Replicas(s), d.prev)
+		if need == 0 {
 			done = append(done, s)
 			continue
 		}
-		for _, id := range reps {
-			if id != r.cfg.Self {
-				bySource[id] = append(bySource[id], s)
-			}
+		needs[s] = need
+		base := d.prev
+		if base == nil {
+			base = t.Replicas(s)
+		}
+		counts[s] = make(map[ring.NodeID]bool)
+		for _, id := range base {
+			counts[s][id] = true // only these count towards need
+		}
+		for _, id := range sources {
+			bySource[id] = append(bySource[id], s)
 		}
 	}
 	var mu sync.Mutex
@@ -130,14 +202,16 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16) []uint16 {
 			ok := r.syncFrom(id, ss)
 			mu.Lock()
 			for _, s := range ok {
-				heard[s]++
+				if counts[s][id] {
+					heard[s]++
+				}
 			}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	for _, s := range slots {
-		if n := r.need(len(t.Replicas(s))); n > 0 && heard[s] >= n {
+		if n, ok := needs[s]; ok && heard[s] >= n {
 			done = append(done, s)
 		}
 	}

@@ -63,20 +63,38 @@ func (p *pending) finish(slot uint16, key string) {
 	p.mu.Unlock()
 }
 
-// wait blocks until no change to key is in flight, or d passed.
-func (p *pending) wait(slot uint16, key string, d time.Duration) {
+// wait blocks until no change to key is in flight, or d passed; it
+// reports whether none is.
+func (p *pending) wait(slot uint16, key string, d time.Duration) bool {
 	p.mu.Lock()
 	e := p.keys[pkey{slot, key}]
 	p.mu.Unlock()
 	if e == nil {
-		return
+		return true
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-e.done:
+		return true
 	case <-t.C:
+		return false
 	}
+}
+
+// ErrInDoubt: a read of a key whose latest write is not confirmed on a
+// write quorum yet (it missed its quorum and is being retried).
+var ErrInDoubt = &Error{"TRYAGAIN", "the key's latest write is not confirmed on a write quorum yet; retry"}
+
+// Settled implements server.ReadGate: it waits up to the replication
+// timeout for key's in-flight writes and fails with ErrInDoubt if one is
+// still unconfirmed, so a RESP read never returns a value a failover
+// could undo.
+func (kv *KV) Settled(slot uint16, key string) error {
+	if !kv.r.pend.wait(slot, key, kv.r.cfg.Timeout) {
+		return ErrInDoubt
+	}
+	return nil
 }
 
 // Get returns the live stash under key once no change to it is still

@@ -239,33 +239,49 @@ func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
 	}
 }
 
-// stream sends m and passes each reply to fn until one has Last set.
+// stream sends m on a connection of its own and passes each reply to fn
+// until one has Last set. A whole-slot fetch can be large and its
+// consumer slow; on the shared connection it would hold up every other
+// reply (replication acks) behind it.
 func (p *peer) stream(ctx context.Context, m *wire.Msg, fn func(*wire.Msg) error) error {
-	ch := make(chan *wire.Msg, 16)
-	c, err := p.start(ctx, m, ch)
+	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	nc, err := p.r.cl.DialData(dctx, p.id)
+	cancel()
 	if err != nil {
+		return fmt.Errorf("dialing %s: %w", p.id, err)
+	}
+	defer nc.Close()
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	defer stop()
+	m.ID = p.r.id()
+	m.From = string(p.r.cfg.Self)
+	w := wire.NewWriter(nc)
+	if err := w.Write(m); err != nil {
 		return err
 	}
-	defer c.forget(m.ID)
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	rd := wire.NewReader(nc)
 	for {
-		select {
-		case <-c.done:
-			return errPeerGone
-		case rep := <-ch:
-			if gone(rep) {
-				return errPeerGone
+		rep, err := rd.Read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			if rep.Err != "" {
-				return errors.New(rep.Err)
-			}
-			if err := fn(rep); err != nil {
-				return err
-			}
-			if rep.Last {
-				return nil
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("%w: %v", errPeerGone, err)
+		}
+		if rep.ID != m.ID {
+			continue
+		}
+		if rep.Err != "" {
+			return errors.New(rep.Err)
+		}
+		if err := fn(rep); err != nil {
+			return err
+		}
+		if rep.Last {
+			return nil
 		}
 	}
 }

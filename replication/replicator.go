@@ -214,7 +214,8 @@ func (r *Replicator) peer(id ring.NodeID) *peer {
 	defer r.peersMu.Unlock()
 	p := r.peers[id]
 	if p == nil {
-		p = &peer{r: r, id: id}
+		// After Close a peer is born closed: nothing dials any more.
+		p = &peer{r: r, id: id, closed: r.closed.Load()}
 		r.peers[id] = p
 	}
 	return p

@@ -126,6 +126,9 @@ func (c *client) here(cmd *command, args [][]byte) bool {
 		c.err(rt.Err)
 		return false
 	case rt.Local:
+		if !write {
+			return c.settled(cmd, args)
+		}
 		return true
 	case c.exec:
 		c.err(notServed(slot))
@@ -136,6 +139,51 @@ func (c *client) here(cmd *command, args [][]byte) bool {
 	}
 	c.forward(cmd, slot, write, args)
 	return false
+}
+
+// ReadGate is implemented by a KV whose latest writes can be in doubt (a
+// cluster's replicated store). Settled waits, bounded, until key's latest
+// write is known to be held by a write quorum, and otherwise returns an
+// error (a CodedError such as TRYAGAIN): the read must not run, or it
+// could return a value a failover would undo.
+type ReadGate interface {
+	Settled(slot uint16, key string) error
+}
+
+// settled runs the ReadGate for a local read's keys and replies with its
+// error if one is not settled.
+func (c *client) settled(cmd *command, args [][]byte) bool {
+	g, ok := c.srv.kv.(ReadGate)
+	if !ok {
+		return true
+	}
+	check := func(key string) bool {
+		if err := g.Settled(ring.Slot(key), key); err != nil {
+			c.storageErr(err)
+			return false
+		}
+		return true
+	}
+	if cmd.tagArg > 0 {
+		tg, err := c.srv.ops.Codec.Decode(string(args[cmd.tagArg]))
+		if err != nil {
+			return true // the command reports the bad tag
+		}
+		return check(tg.ID.Key())
+	}
+	if cmd.first <= 0 {
+		return true
+	}
+	last := cmd.last
+	if last < 0 {
+		last += len(args)
+	}
+	for i := cmd.first; i <= last && i < len(args); i += max(cmd.step, 1) {
+		if !check(string(args[i])) {
+			return false
+		}
+	}
+	return true
 }
 
 func notServed(slot uint16) string {

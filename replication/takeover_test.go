@@ -1,0 +1,131 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stashcluster/stash/ring"
+)
+
+// Regression tests for takeover defects found with the harness (both
+// failed against the first version of follow.go).
+
+// TestTakeoverAfterShrink: when a node leaves and the table shrinks a
+// slot's replica set from 3 to 2, the new primary C must still reconcile
+// with B: writes were acknowledged by W = 2 of the old set {A, B, C}, so
+// {A, B} may hold one C lacks. (The first follow.go computed need from
+// the new set, 2 − W(2) = 0, and served at once without them.)
+func TestTakeoverAfterShrink(t *testing.T) {
+	t.Parallel()
+	tn, t1 := newCluster(t, harnessConfig{})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	t2, err := ring.Build([]ring.Member{{ID: "B"}, {ID: "C"}}, 3, 2, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k string
+	for _, key := range keysWith(t, t1, "sh", 200, primaryIs("A")) {
+		if t2.Primary(ring.Slot(key)) == "C" {
+			k = key
+			break
+		}
+	}
+	if k == "" {
+		t.Fatal("no key moving from A to C")
+	}
+	c.partition()
+	if err := a.set(context.Background(), k, "acked by A and B"); err != nil {
+		t.Fatalf("set with C partitioned: %v", err)
+	}
+	a.partition()
+	a.cl.contact.Store(false)
+	c.heal()
+	b.setTable(t2)
+	c.setTable(t2)
+	slot := ring.Slot(k)
+	waitFor(t, 5*time.Second, "C to serve the slot", func() bool { return c.rep.Serving(slot) })
+	if _, ok := c.kv.Get(slot, k); !ok {
+		want, _ := b.lookup(k)
+		t.Fatalf("C serves slot %d (replicas now %v) without the acknowledged write %+v that B holds", slot, t2.Replicas(slot), want)
+	}
+}
+
+// TestTakeoverAfterUnseenEpoch: a node primary at epoch 1, cut off while
+// epoch 2 made another node primary (which took writes), that next sees
+// epoch 3 making it primary again must take the slot over anew (lease
+// wait, reconciliation), not serve on its epoch-1 readiness. Tables can
+// be skipped: Cluster.Table returns only the latest. (The first
+// follow.go kept the ready flag and missed the writes; see also
+// TestTakeoverBackAfterLosingSlot, where the node sees epoch 2.)
+func TestTakeoverAfterUnseenEpoch(t *testing.T) {
+	t.Parallel()
+	tn, t1 := newCluster(t, harnessConfig{})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	k := keysWith(t, t1, "ue", 1, primaryIs("C", "A", "B"))[0]
+	slot := ring.Slot(k)
+	if !c.rep.Serving(slot) {
+		t.Fatal("C does not serve its slot at epoch 1")
+	}
+
+	// Epoch 2, which C never sees: A is primary and takes a write.
+	c.partition()
+	c.cl.contact.Store(false)
+	t2 := t1.Demote(2, func(id ring.NodeID) bool { return id == "C" })
+	a.setTable(t2)
+	b.setTable(t2)
+	waitFor(t, 5*time.Second, "A to serve at epoch 2", func() bool { return a.rep.Serving(slot) })
+	if err := a.set(context.Background(), k, "written at epoch 2"); err != nil {
+		t.Fatalf("set on A at epoch 2: %v", err)
+	}
+
+	// Epoch 3 gives the slot back to C.
+	t3 := t1.Demote(3, func(ring.NodeID) bool { return false })
+	a.setTable(t3)
+	b.setTable(t3)
+	c.heal()
+	c.setTable(t3)
+	c.cl.contact.Store(true)
+	c.waitTable(t, 3)
+	waitFor(t, 5*time.Second, "C to serve at epoch 3", func() bool { return c.rep.Serving(slot) })
+	if _, ok := c.kv.Get(slot, k); !ok {
+		t.Fatalf("C serves slot %d at epoch 3 without the write A acknowledged at epoch 2 (Reconciled = %d)", slot, c.rep.Reconciled.Load())
+	}
+}
+
+// TestReadOfInDoubtWrite: after a write misses its quorum, a read through
+// the read gate (KV.Settled, as the RESP server does) answers TRYAGAIN
+// instead of the value in doubt, which a failover could undo (doc.go: a
+// value is never returned before it is acknowledged-durable on W nodes);
+// once the retry put it on W copies the read returns it.
+func TestReadOfInDoubtWrite(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	tn, tb := newCluster(t, harnessConfig{Timeout: timeout})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	k := keysWith(t, tb, "ug", 1, primaryIs("A"))[0]
+	slot := ring.Slot(k)
+	ctx := context.Background()
+	get := func() string { return string(engine(a.rep)(ctx, 2, [][]byte{[]byte("GET"), []byte(k)})) }
+	if err := a.set(ctx, k, "acked"); err != nil {
+		t.Fatal(err)
+	}
+	b.partition()
+	c.partition()
+	if err := a.set(ctx, k, "unacked"); !errors.Is(err, ErrNoQuorum) {
+		t.Fatalf("set: %v, want ErrNoQuorum", err)
+	}
+	if err := a.kv.Settled(slot, k); !errors.Is(err, ErrInDoubt) {
+		t.Fatalf("Settled of a key whose write missed its quorum: %v, want ErrInDoubt", err)
+	}
+	if got := get(); !strings.HasPrefix(got, "-TRYAGAIN ") {
+		t.Fatalf("GET of a key whose write is on 1 copy (W = 2): %q, want -TRYAGAIN", got)
+	}
+	b.heal()
+	c.heal()
+	waitFor(t, 5*time.Second, "the in-doubt write to settle", func() bool {
+		return get() == "$7\r\nunacked\r\n"
+	})
+}
