@@ -31,6 +31,10 @@ func (r *Replicator) follow() {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	contact := true
+	// Reconciliation runs on its own goroutine, one round at a time, so
+	// a slow peer never delays applying a new table.
+	results := make(chan takeoverResult, 1)
+	busy := false
 	for {
 		ch := r.cl.Changes()
 		if t := r.cl.Table(); t != nil && t.Epoch() != seen {
@@ -52,12 +56,18 @@ func (r *Replicator) follow() {
 				r.apply(t, due, true)
 			}
 		}
-		if len(due) > 0 {
-			r.takeOver(due)
+		if !busy && len(due) > 0 {
+			busy = r.startTakeOver(due, results)
 		}
 		select {
 		case <-r.stop:
+			if busy {
+				<-results
+			}
 			return
+		case res := <-results:
+			busy = false
+			r.finishTakeOver(res, due)
 		case <-ch:
 		case <-tick.C:
 		}
@@ -83,9 +93,16 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 			r.ready[slot].Store(false)
 		}
 	}
+	r.gen++ // a reconciliation round under way reports for an older state
+	notBefore := time.Now().Add(r.cl.LeaseTimeout())
+	if gap {
+		for s, d := range due {
+			d.notBefore = notBefore
+			due[s] = d
+		}
+	}
 	r.store.SetEpoch(uint32(t.Epoch()))
 	r.table.Store(t)
-	notBefore := time.Now().Add(r.cl.LeaseTimeout())
 	gained := 0
 	for s := range ring.Slots {
 		slot := uint16(s)
@@ -104,31 +121,51 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 	r.log.Info("applied slot table", "epoch", t.Epoch(), "primaries_gained", gained, "primaries_lost", lost, "gap", gap)
 }
 
-// takeOver reconciles the due slots whose lease wait is over and marks
-// them ready. Slots it cannot reconcile yet (too few replicas reachable)
-// stay due and are retried on the next tick.
-func (r *Replicator) takeOver(due map[uint16]takeover) {
+// takeoverResult is one reconciliation round: the slots that heard from
+// enough replicas, under table t.
+type takeoverResult struct {
+	t    *ring.Table
+	gen  uint64
+	done []uint16
+}
+
+// startTakeOver starts reconciling the due slots whose lease wait is
+// over, and reports whether it did. Slots it cannot reconcile (too few
+// replicas reachable) stay due and are tried again in a later round.
+func (r *Replicator) startTakeOver(due map[uint16]takeover, results chan<- takeoverResult) bool {
 	t := r.table.Load()
 	now := time.Now()
+	plans := make(map[uint16]takeover)
 	var slots []uint16
 	for s, d := range due {
 		if !now.Before(d.notBefore) {
 			slots = append(slots, s)
+			plans[s] = d
 		}
 	}
 	if len(slots) == 0 || !r.cl.InContact() {
-		return
+		return false
 	}
 	slices.Sort(slots)
-	done := r.reconcile(t, slots, due)
-	for _, s := range done {
-		if r.table.Load() == t && t.Primary(s) == r.cfg.Self {
-			r.ready[s].Store(true)
-		}
-		delete(due, s)
+	gen := r.gen
+	go func() { results <- takeoverResult{t: t, gen: gen, done: r.reconcile(t, slots, plans)} }()
+	return true
+}
+
+// finishTakeOver marks the reconciled slots ready, unless the table
+// changed meanwhile (the slots are then planned again under the new one).
+func (r *Replicator) finishTakeOver(res takeoverResult, due map[uint16]takeover) {
+	if r.table.Load() != res.t || r.gen != res.gen {
+		return
 	}
-	if len(done) > 0 {
-		r.log.Info("serving slots as primary", "slots", len(done), "waiting", len(due), "epoch", t.Epoch())
+	for _, s := range res.done {
+		if _, ok := due[s]; ok && res.t.Primary(s) == r.cfg.Self {
+			r.ready[s].Store(true)
+			delete(due, s)
+		}
+	}
+	if len(res.done) > 0 {
+		r.log.Info("serving slots as primary", "slots", len(res.done), "waiting", len(due), "epoch", res.t.Epoch())
 	}
 }
 

@@ -205,9 +205,9 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 			answered = sent
 		}
 	}
-	// An old primary stops acknowledging once its lease ran out: the
-	// new one may already be serving.
-	if got >= w && r.cl.InContact() {
+	// An old primary stops acknowledging once its lease ran out or a
+	// newer table moved the slot: the new one may already be serving.
+	if got >= w && r.Serving(slot) {
 		r.pend.finish(slot, st.Key)
 		return nil
 	}

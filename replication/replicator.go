@@ -90,6 +90,7 @@ type Replicator struct {
 	log   *slog.Logger
 
 	table atomic.Pointer[ring.Table]
+	gen   uint64                  // bumped by every apply; owned by the follow goroutine
 	ready [ring.Slots]atomic.Bool // serving as primary: reconciled and lease waited
 
 	peersMu sync.Mutex
@@ -180,10 +181,18 @@ func (r *Replicator) quorum(n int) int {
 	return min(max(w, 1), n)
 }
 
-// Serving reports whether this node serves slot as primary now.
+// Serving reports whether this node serves slot as primary now: the
+// table it acts on makes it primary, the slot's takeover is done, it is
+// in contact with the cluster, and the control plane holds no newer
+// table it has not applied yet (a newer one may have moved the slot
+// while this node was busy; its new primary may already be serving).
 func (r *Replicator) Serving(slot uint16) bool {
 	t := r.table.Load()
-	return t != nil && t.Primary(slot) == r.cfg.Self && r.ready[slot].Load() && r.cl.InContact()
+	if t == nil || t.Primary(slot) != r.cfg.Self || !r.ready[slot].Load() || !r.cl.InContact() {
+		return false
+	}
+	ct := r.cl.Table()
+	return ct == nil || ct.Epoch() == t.Epoch()
 }
 
 // Holds reports whether this node holds a copy of slot in the current
