@@ -100,15 +100,45 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 // start begins serving peers once the RESP engine exists.
 func (c *clusterPart) start() { c.rep.Start(c.n.resp.Exec) }
 
+// handOff marks this node draining, so the leader gives its primaries to
+// their backups (which take them over with the usual lease wait and
+// reconciliation), and waits until the table has none left or ctx ends.
+// The node keeps its replica places: a restart comes back to them within
+// --down-grace and catches up when it takes slots over. (Leaving for good
+// would need its data copied elsewhere first, which the cluster cannot
+// do yet.)
+func (c *clusterPart) handOff(ctx context.Context) {
+	self := ring.NodeID(c.n.cfg.Name)
+	start := time.Now()
+	c.n.log.Info("draining: handing this node's primaries to their backups")
+	if err := c.cn.SetState(ctx, cluster.StateDraining); err != nil {
+		c.n.log.Warn("draining: could not announce it", "err", err)
+		return
+	}
+	for {
+		if t := c.cn.Table(); t != nil && t.PrimaryCounts()[self] == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			c.n.log.Warn("draining: timed out with primaries left; they fail over when this node is gone", "waited", time.Since(start))
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// The new primaries may still reconcile from this node: stay a
+	// little longer than their lease wait.
+	select {
+	case <-ctx.Done():
+	case <-time.After(c.cn.LeaseTimeout() + 500*time.Millisecond):
+	}
+	c.n.log.Info("draining: primaries handed off", "took", time.Since(start).Round(time.Millisecond))
+}
+
 func (c *clusterPart) close(ctx context.Context, graceful bool) error {
 	close(c.stop)
 	<-c.done
 	var errs []error
-	if graceful {
-		if err := c.cn.Leave(ctx); err != nil {
-			c.n.log.Warn("leaving the cluster", "err", err)
-		}
-	}
 	c.rep.Close()
 	if err := c.cn.Close(); err != nil {
 		errs = append(errs, err)

@@ -475,6 +475,11 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 	n.stopOnce.Do(func() {
 		n.state.Store(stateStopping)
 		var errs []error
+		if graceful && n.cl != nil {
+			dctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+			n.cl.handOff(dctx)
+			cancel()
+		}
 		if graceful {
 			n.log.Info("shutting down: finishing in-flight commands")
 			ctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
@@ -489,7 +494,7 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		if n.cl != nil {
 			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := n.cl.close(lctx, graceful); err != nil {
-				errs = append(errs, fmt.Errorf("stash: leaving the cluster: %w", err))
+				errs = append(errs, fmt.Errorf("stash: closing the cluster member: %w", err))
 			}
 			cancel()
 		}
