@@ -170,11 +170,11 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 		}
 	}
 	if r.cfg.Async || w <= 1 {
+		// Acknowledged now; the backups get it within asyncFlush.
 		if len(backups) > 0 {
-			r.replicateBackground(t, slot, st)
-		} else {
-			r.pend.finish(slot, st.Key)
+			r.enqueueAsync(t, slot, st, backups)
 		}
+		r.pend.finish(slot, st.Key)
 		return nil
 	}
 	r.Replicated.Add(1)

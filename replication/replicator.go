@@ -96,7 +96,8 @@ type Replicator struct {
 	peersMu sync.Mutex
 	peers   map[ring.NodeID]*peer
 
-	pend pending
+	pend  pending
+	async asyncQueue
 
 	exec    ExecFunc
 	nextID  atomic.Uint64
@@ -145,6 +146,10 @@ func New(cfg Config) (*Replicator, error) {
 // starts following the slot table.
 func (r *Replicator) Start(exec ExecFunc) {
 	r.exec = exec
+	if r.cfg.Async || r.cfg.WriteQuorum == 1 {
+		r.wg.Add(1)
+		go r.flushAsync()
+	}
 	r.wg.Add(2)
 	go r.accept(r.cl.DataListener())
 	go r.follow()

@@ -98,22 +98,30 @@ func TestScenarioKill(t *testing.T) {
 	}
 }
 
+// Clusters of three (replicas 3, write quorum 2) under each fault.
+func TestScenarioClusterKill(t *testing.T) {
+	res := scenario(t, Config{Nodes: 3, Nemesis: []string{"kill"}, Workload: Stash})
+	if !res.Valid {
+		t.Fatal("invalid")
+	}
+}
+
 func TestScenarioPause(t *testing.T) {
-	res := scenario(t, Config{Nemesis: []string{"pause"}, Workload: Register})
+	res := scenario(t, Config{Nodes: 3, Nemesis: []string{"pause"}, Workload: Register})
 	if !res.Valid {
 		t.Fatal("invalid")
 	}
 }
 
 func TestScenarioPartition(t *testing.T) {
-	res := scenario(t, Config{Nemesis: []string{"partition"}, Workload: Register})
+	res := scenario(t, Config{Nodes: 3, Nemesis: []string{"partition"}, Workload: Register})
 	if !res.Valid {
 		t.Fatal("invalid")
 	}
 }
 
 func TestScenarioRolling(t *testing.T) {
-	res := scenario(t, Config{Nemesis: []string{"rolling"}, Workload: Stash})
+	res := scenario(t, Config{Nodes: 3, Nemesis: []string{"rolling"}, Workload: Stash})
 	if !res.Valid {
 		t.Fatal("invalid")
 	}
@@ -132,6 +140,17 @@ func TestScenarioClock(t *testing.T) {
 // writes acknowledged in the last few milliseconds.
 func TestScenarioUnsafeKillLosesWrites(t *testing.T) {
 	res := scenario(t, Config{Nemesis: []string{"kill"}, Workload: Stash, Interval: 2 * time.Second, Rate: 2000, NodeArgs: []string{"--fsync", "batch"}})
+	if res.Valid || res.Counts.Lost+res.Counts.Stale == 0 {
+		t.Fatalf("an unsafe configuration came out valid: %+v", res.Counts)
+	}
+}
+
+// And in a cluster: acknowledging before the backups have a write
+// (--replication async --write-quorum 1) loses writes when primaries are
+// killed.
+func TestScenarioClusterAsyncLosesWrites(t *testing.T) {
+	res := scenario(t, Config{Nodes: 3, Nemesis: []string{"kill"}, Workload: Stash, Time: 30 * time.Second, Interval: 2 * time.Second, Rate: 3000,
+		NodeArgs: []string{"--replication", "async", "--write-quorum", "1"}})
 	if res.Valid || res.Counts.Lost+res.Counts.Stale == 0 {
 		t.Fatalf("an unsafe configuration came out valid: %+v", res.Counts)
 	}
