@@ -178,8 +178,7 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 		return nil
 	}
 	r.Replicated.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
+	timeout := r.dl.after(r.cfg.Timeout)
 	// Send to every backup at once; replies share one channel (room for
 	// one per backup, failures included).
 	replies := make(chan *wire.Msg, len(backups))
@@ -201,6 +200,8 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 			if !gone(rep) && rep.Err == "" {
 				got++
 			}
+		case <-timeout:
+			answered = sent
 		case <-ctx.Done():
 			answered = sent
 		}

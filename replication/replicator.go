@@ -98,6 +98,7 @@ type Replicator struct {
 
 	pend  pending
 	async asyncQueue
+	dl    deadlines
 
 	exec    ExecFunc
 	nextID  atomic.Uint64
@@ -139,6 +140,7 @@ func New(cfg Config) (*Replicator, error) {
 		workers: newWorkers(),
 	}
 	r.pend.init()
+	r.dl = deadlines{tick: 50 * time.Millisecond, stop: r.stop}
 	return r, nil
 }
 

@@ -119,8 +119,8 @@ func (r *Replicator) serveConn(nc net.Conn) {
 
 func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
 	r.Forwarded.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout+5*time.Second)
-	defer cancel()
+	// No timer of its own: a write it runs waits for its backups at most
+	// the replication timeout, and ctx ends with the stream.
 	proto := int(m.Proto)
 	if proto != 3 {
 		proto = 2
