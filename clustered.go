@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -236,7 +237,7 @@ func (c *clusterPart) View() server.ClusterView {
 		if len(reps) == 0 || !alive[reps[0]] {
 			v.OK = false
 		}
-		if cur >= 0 && equalInts(v.Ranges[cur].Nodes, nodes) {
+		if cur >= 0 && slices.Equal(v.Ranges[cur].Nodes, nodes) {
 			v.Ranges[cur].End = uint16(s)
 			continue
 		}
@@ -244,18 +245,6 @@ func (c *clusterPart) View() server.ClusterView {
 		cur = len(v.Ranges) - 1
 	}
 	return v
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func splitHostPort(addr string) (string, int) {
