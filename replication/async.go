@@ -66,10 +66,8 @@ func (r *Replicator) flushAsync() {
 				if err == nil {
 					// Fire and forget: the reply, if any, is dropped.
 					m := &wire.Msg{Kind: wire.KindReplicate, ID: r.id(), From: string(r.cfg.Self), Epoch: epoch, Slot: slot, Entries: entries}
-					select {
-					case c.out <- m:
-					case <-c.done:
-					case <-ctx.Done():
+					if err := c.fw.send(m); err != nil {
+						c.fail(err)
 					}
 				}
 				cancel()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"runtime"
 	"sync"
 	"time"
 
@@ -35,7 +34,7 @@ type peer struct {
 
 type peerConn struct {
 	nc   net.Conn
-	out  chan *wire.Msg
+	fw   *frameWriter
 	done chan struct{} // closed when the connection is finished
 
 	mu    sync.Mutex
@@ -75,9 +74,8 @@ func (p *peer) get(ctx context.Context) (*peerConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", p.id, err)
 	}
-	c := &peerConn{nc: nc, out: make(chan *wire.Msg, 256), done: make(chan struct{}), calls: make(map[uint64]chan *wire.Msg)}
+	c := &peerConn{nc: nc, fw: newFrameWriter(nc), done: make(chan struct{}), calls: make(map[uint64]chan *wire.Msg)}
 	p.conn = c
-	go c.writeLoop()
 	go c.readLoop()
 	return c, nil
 }
@@ -108,30 +106,6 @@ func (c *peerConn) fail(err error) {
 // that will never come.
 func gone(rep *wire.Msg) bool { return rep.Kind == 0 }
 
-func (c *peerConn) writeLoop() {
-	w := wire.NewWriter(c.nc)
-	for {
-		select {
-		case <-c.done:
-			return
-		case m := <-c.out:
-			if err := w.Write(m); err != nil {
-				c.fail(err)
-				return
-			}
-			if err := drain(c.out, w); err != nil {
-				c.fail(err)
-				return
-			}
-			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if err := w.Flush(); err != nil {
-				c.fail(err)
-				return
-			}
-		}
-	}
-}
-
 func (c *peerConn) readLoop() {
 	rd := wire.NewReader(c.nc)
 	for {
@@ -157,28 +131,6 @@ func (c *peerConn) readLoop() {
 	}
 }
 
-// drain writes what else is queued on out, so it goes in the same flush
-// (one write syscall). When the queue is empty it yields once first:
-// under load other goroutines are about to queue more, and a loopback
-// write costs far more than the yield.
-func drain(out chan *wire.Msg, w *wire.Writer) error {
-	yielded := false
-	for {
-		select {
-		case m := <-out:
-			if err := w.Write(m); err != nil {
-				return err
-			}
-		default:
-			if yielded {
-				return nil
-			}
-			yielded = true
-			runtime.Gosched()
-		}
-	}
-}
-
 // send registers ch for m's replies and queues m. ch must have room for
 // every reply the caller awaits on it.
 func (c *peerConn) send(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) error {
@@ -189,15 +141,16 @@ func (c *peerConn) send(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) err
 	}
 	c.calls[m.ID] = ch
 	c.mu.Unlock()
-	select {
-	case c.out <- m:
-		return nil
-	case <-c.done:
-		return errPeerGone
-	case <-ctx.Done():
+	if err := ctx.Err(); err != nil {
 		c.forget(m.ID)
-		return ctx.Err()
+		return err
 	}
+	if err := c.fw.send(m); err != nil {
+		c.forget(m.ID)
+		c.fail(err)
+		return err
+	}
+	return nil
 }
 
 func (c *peerConn) forget(id uint64) {

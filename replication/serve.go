@@ -50,44 +50,21 @@ func (r *Replicator) accept(ln net.Listener) {
 func (r *Replicator) serveConn(nc net.Conn) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan *wire.Msg, 256)
-	writerDone := make(chan struct{})
+	fw := newFrameWriter(nc)
 	defer func() {
 		cancel()
 		nc.Close()
-		<-writerDone
 		r.connsMu.Lock()
 		delete(r.conns, nc)
 		r.connsMu.Unlock()
 	}()
-	go func() {
-		defer close(writerDone)
-		w := wire.NewWriter(nc)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case m := <-out:
-				err := w.Write(m)
-				if err == nil {
-					err = drain(out, w)
-				}
-				if err == nil {
-					nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-					err = w.Flush()
-				}
-				if err != nil {
-					cancel()
-					nc.Close()
-					return
-				}
-			}
-		}
-	}()
 	reply := func(m *wire.Msg) {
-		select {
-		case out <- m:
-		case <-ctx.Done():
+		if ctx.Err() != nil {
+			return
+		}
+		if err := fw.send(m); err != nil {
+			cancel()
+			nc.Close()
 		}
 	}
 	rd := wire.NewReader(nc)

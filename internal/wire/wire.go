@@ -207,3 +207,36 @@ func Decode(b []byte) (*Msg, error) {
 	}
 	return m, nil
 }
+
+// Encoder appends whole frames to a byte slice, for writers that batch
+// frames from many goroutines themselves. Not safe for concurrent use.
+type Encoder struct {
+	enc *msgpack.Encoder
+	out frameBuf
+}
+
+// NewEncoder returns an Encoder.
+func NewEncoder() *Encoder {
+	e := &Encoder{}
+	e.enc = msgpack.NewEncoder(&e.out)
+	e.enc.UseCompactInts(true)
+	return e
+}
+
+// Append appends m's frame (length header and body) to dst.
+func (e *Encoder) Append(dst []byte, m *Msg) ([]byte, error) {
+	m.V = Version
+	e.out.b = e.out.b[:0]
+	if err := e.enc.Encode(m); err != nil {
+		return dst, fmt.Errorf("wire: encoding %s: %w", m.Kind, err)
+	}
+	if len(e.out.b) > MaxFrame {
+		return dst, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(e.out.b))
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(e.out.b)))
+	dst = append(dst, e.out.b...)
+	if cap(e.out.b) > 1<<20 {
+		e.out.b = nil // do not pin a big buffer
+	}
+	return dst, nil
+}
