@@ -109,6 +109,9 @@ type Config struct {
 	// DefaultStashTTL is the lifetime of a stash created without a TTL
 	// (STASH.PUT, Node.Put with ttl 0). Default 24h; 0 = no expiry.
 	DefaultStashTTL time.Duration
+	// DrainTimeout bounds how long a cluster member shutting down waits
+	// for its primaries to move to their backups. Default 60s.
+	DrainTimeout time.Duration
 	// ShutdownTimeout bounds Shutdown's wait for in-flight requests.
 	// Default 30s.
 	ShutdownTimeout time.Duration
@@ -156,6 +159,7 @@ func DefaultConfig() Config {
 		MaxClients:      10000,
 		DefaultStashTTL: 24 * time.Hour,
 		ShutdownTimeout: 30 * time.Second,
+		DrainTimeout:    60 * time.Second,
 	}
 }
 
@@ -244,6 +248,9 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultStashTTL < 0 {
 		bad("DefaultStashTTL", "must not be negative")
+	}
+	if c.DrainTimeout < 0 {
+		bad("DrainTimeout", "must not be negative")
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("ShutdownTimeout", "must be positive")

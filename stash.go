@@ -476,7 +476,7 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		n.state.Store(stateStopping)
 		var errs []error
 		if graceful && n.cl != nil {
-			dctx, cancel := context.WithTimeout(ctx, n.cfg.ShutdownTimeout)
+			dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
 			n.cl.handOff(dctx)
 			cancel()
 		}

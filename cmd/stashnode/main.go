@@ -127,7 +127,7 @@ type options struct {
 	maxValueBytes, maxRequestBytes           int
 	maxClients                               int
 	stashTTL                                 time.Duration
-	shutdownTimeout                          time.Duration
+	shutdownTimeout, drainTimeout            time.Duration
 	join                                     string
 	replicas                                 int
 	zone                                     string
@@ -164,6 +164,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.maxClients, "max-clients", d.MaxClients, "most concurrent client connections")
 	fs.DurationVar(&o.stashTTL, "stash-ttl", d.DefaultStashTTL, "lifetime of a STASH.PUT without TTL (0: none)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", d.ShutdownTimeout, "how long a graceful shutdown waits for in-flight commands")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", d.DrainTimeout, "cluster mode: how long a shutdown waits for this node's primaries to move to their backups")
 	fs.StringVar(&o.join, "join", "", "comma-separated gossip addresses (host:port or DNS names) of peers; turns cluster mode on")
 	fs.IntVar(&o.bootstrapExpect, "bootstrap-expect", 0, "number of nodes that form a new cluster together (1 with no --join: a cluster of one)")
 	fs.StringVar(&o.advertise, "advertise", "", "IP address other nodes reach this one at (default: --bind)")
@@ -208,7 +209,7 @@ func (o *options) config() (stash.Config, error) {
 	c.DataDir, c.Memory, c.Fsync = o.dataDir, o.memory, o.fsync
 	c.Password, c.ProtectedMode = o.password, o.protectedMode
 	c.MaxValueBytes, c.MaxRequestBytes, c.MaxClients = o.maxValueBytes, o.maxRequestBytes, o.maxClients
-	c.DefaultStashTTL, c.ShutdownTimeout = o.stashTTL, o.shutdownTimeout
+	c.DefaultStashTTL, c.ShutdownTimeout, c.DrainTimeout = o.stashTTL, o.shutdownTimeout, o.drainTimeout
 	c.Replicas, c.Zone = o.replicas, o.zone
 	c.Advertise, c.BootstrapExpect, c.WriteQuorum = o.advertise, o.bootstrapExpect, o.writeQuorum
 	c.Replication, c.DownGrace, c.ClusterRedirects, c.ClusterProfile = o.replication, o.downGrace, o.clusterRedirects, o.clusterProfile
