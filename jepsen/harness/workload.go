@@ -82,7 +82,7 @@ type gen struct {
 
 const (
 	regKeys      = 5   // keys live at once
-	regOpsPerKey = 200 // operations per generation of keys, roughly, so each key's history stays checkable
+	regOpsPerKey = 100 // operations per generation of keys, roughly, so each key's history stays checkable (kills leave many indeterminate writes per key; porcupine's search grows fast with them)
 )
 
 func (g *gen) addTag(t string) {
