@@ -253,30 +253,6 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	return res, nil
 }
 
-func peers(n *Node, all []*Node) []string {
-	var p []string
-	for _, o := range all {
-		if o != n {
-			p = append(p, fmt.Sprintf("%s:%d", o.IP, GossipPort))
-		}
-	}
-	return p
-}
-
-func lastLine(s string) string {
-	ls := strings.Split(strings.TrimSpace(s), "\n")
-	var keep []string
-	for _, l := range ls {
-		if strings.Contains(strings.ToLower(l), "join") || strings.Contains(strings.ToLower(l), "cluster") {
-			keep = append(keep, strings.TrimSpace(l))
-		}
-	}
-	if len(keep) == 0 && len(ls) > 0 {
-		keep = ls[len(ls)-1:]
-	}
-	return strings.Join(keep, " / ")
-}
-
 func build(ctx context.Context, src, out string) error {
 	if src == "" {
 		b, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
