@@ -106,9 +106,8 @@ type Msg struct {
 // Writer writes frames.
 type Writer struct {
 	bw  *bufio.Writer
+	enc *Encoder
 	buf []byte
-	enc *msgpack.Encoder
-	out frameBuf
 }
 
 type frameBuf struct{ b []byte }
@@ -120,30 +119,19 @@ func (f *frameBuf) Write(p []byte) (int, error) {
 
 // NewWriter wraps w.
 func NewWriter(w io.Writer) *Writer {
-	wr := &Writer{bw: bufio.NewWriterSize(w, 64<<10)}
-	wr.enc = msgpack.NewEncoder(&wr.out)
-	wr.enc.UseCompactInts(true)
-	return wr
+	return &Writer{bw: bufio.NewWriterSize(w, 64<<10), enc: NewEncoder()}
 }
 
 // Write buffers one frame; Flush sends it.
 func (w *Writer) Write(m *Msg) error {
-	m.V = Version
-	w.out.b = w.out.b[:0]
-	if err := w.enc.Encode(m); err != nil {
-		return fmt.Errorf("wire: encoding %s: %w", m.Kind, err)
-	}
-	if len(w.out.b) > MaxFrame {
-		return fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(w.out.b))
-	}
-	var hdr [4]byte
-	binary.BigEndian.PutUint32(hdr[:], uint32(len(w.out.b)))
-	if _, err := w.bw.Write(hdr[:]); err != nil {
+	b, err := w.enc.Append(w.buf[:0], m)
+	if err != nil {
 		return err
 	}
-	_, err := w.bw.Write(w.out.b)
-	if cap(w.out.b) > 1<<20 {
-		w.out.b = nil // do not pin a big buffer
+	_, err = w.bw.Write(b)
+	w.buf = b
+	if cap(w.buf) > 1<<20 {
+		w.buf = nil // do not pin a big buffer
 	}
 	return err
 }
