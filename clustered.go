@@ -136,15 +136,11 @@ func (c *clusterPart) handOff(ctx context.Context) {
 	c.n.log.Info("draining: primaries handed off", "took", time.Since(start).Round(time.Millisecond))
 }
 
-func (c *clusterPart) close(ctx context.Context, graceful bool) error {
+func (c *clusterPart) close() error {
 	close(c.stop)
 	<-c.done
-	var errs []error
 	c.rep.Close()
-	if err := c.cn.Close(); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return c.cn.Close()
 }
 
 func (c *clusterPart) watch() {
@@ -257,7 +253,8 @@ func splitHostPort(addr string) (string, int) {
 }
 
 // remote runs a STASH.* command for tag t on the slot's primary when this
-// node does not serve the slot, and reports whether it did. A tag that
+// node does not serve the slot, and reports whether it did (or answered
+// for it: an unavailable slot, or a local read of a write in doubt). A tag that
 // does not decode is left to the local path (which reports it).
 func (n *Node) remote(ctx context.Context, t string, write bool, args ...[]byte) (reply []byte, done bool, err error) {
 	if n.cl == nil {
@@ -267,11 +264,19 @@ func (n *Node) remote(ctx context.Context, t string, write bool, args ...[]byte)
 	if derr != nil {
 		return nil, false, nil
 	}
-	slot := ring.Slot(tg.ID.Key())
-	rt := n.cl.Route(slot, true, false)
+	key := tg.ID.Key()
+	slot := ring.Slot(key)
+	rt := n.cl.Route(slot, write, false)
 	switch {
 	case rt.Err != "":
 		return nil, true, fmt.Errorf("%w: %s", ErrUnavailable, rt.Err)
+	case rt.Local && !write:
+		// As the RESP front end does (server.ReadGate): no read of a
+		// write still in doubt.
+		if err := n.cl.rep.KV().Settled(slot, key); err != nil {
+			return nil, true, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return nil, false, nil
 	case rt.Local:
 		return nil, false, nil
 	}

@@ -399,14 +399,6 @@ func (n *Node) Get(ctx context.Context, tag string) ([]byte, error) {
 		}
 		return v, err
 	}
-	if n.cl != nil {
-		if tg, err := n.ops.Codec.Decode(tag); err == nil {
-			key := tg.ID.Key()
-			if err := n.cl.rep.KV().Settled(ring.Slot(key), key); err != nil {
-				return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-			}
-		}
-	}
 	return n.ops.Get(ctx, tag)
 }
 
@@ -492,11 +484,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		}
 		n.state.Store(stateClosed)
 		if n.cl != nil {
-			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			if err := n.cl.close(lctx, graceful); err != nil {
+			if err := n.cl.close(); err != nil {
 				errs = append(errs, fmt.Errorf("stash: closing the cluster member: %w", err))
 			}
-			cancel()
 		}
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("stash: closing storage: %w", err))

@@ -114,11 +114,11 @@ func (c *peerConn) readLoop() {
 			c.fail(fmt.Errorf("%w: %v", errPeerGone, err))
 			return
 		}
+		// One reply per request on this connection (slot fetches,
+		// which stream many, use connections of their own).
 		c.mu.Lock()
 		ch := c.calls[m.ID]
-		if m.Kind != wire.KindEntries || m.Last {
-			delete(c.calls, m.ID)
-		}
+		delete(c.calls, m.ID)
 		c.mu.Unlock()
 		if ch == nil {
 			continue // its caller gave up
