@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/stashcluster/stash/ring"
 	"github.com/stashcluster/stash/server/resp"
@@ -74,47 +75,57 @@ const (
 	errNoCluster = "ERR This instance has cluster support disabled"
 )
 
-// keySlot returns the slot of a command's keys. keyed is false for a
-// command that takes no keys, and for a STASH.* command whose tag does not
-// decode (it runs here and answers BADTAG). cross is true when the keys
-// hash to different slots.
-func (c *client) keySlot(cmd *command, args [][]byte) (slot uint16, keyed, cross bool) {
+// keys returns a command's keys: the arguments at its key positions, or
+// for a STASH.* command the key its tag names. It is empty for a command
+// without keys and for a tag that does not decode (the command then runs
+// here and answers BADTAG). The slice is reused by the next call.
+func (c *client) keys(cmd *command, args [][]byte) [][]byte {
+	c.keyBuf = c.keyBuf[:0]
 	if cmd.tagArg > 0 {
 		ops := c.srv.ops
 		if ops == nil || ops.Codec == nil {
-			return 0, false, false
+			return nil
 		}
 		tg, err := ops.Codec.Decode(string(args[cmd.tagArg]))
 		if err != nil {
-			return 0, false, false
+			return nil
 		}
-		return ring.Slot(tg.ID.Key()), true, false
+		return append(c.keyBuf, []byte(tg.ID.Key()))
 	}
 	if cmd.first <= 0 {
-		return 0, false, false
+		return nil
 	}
 	last := cmd.last
 	if last < 0 {
 		last += len(args)
 	}
-	step := max(cmd.step, 1)
-	slot = ring.SlotBytes(args[cmd.first])
-	for i := cmd.first + step; i <= last && i < len(args); i += step {
-		if ring.SlotBytes(args[i]) != slot {
-			return slot, true, true
+	for i := cmd.first; i <= last && i < len(args); i += max(cmd.step, 1) {
+		c.keyBuf = append(c.keyBuf, args[i])
+	}
+	return c.keyBuf
+}
+
+// keySlot returns the slot of keys; cross is true when they hash to
+// different slots.
+func keySlot(keys [][]byte) (slot uint16, cross bool) {
+	slot = ring.SlotBytes(keys[0])
+	for _, k := range keys[1:] {
+		if ring.SlotBytes(k) != slot {
+			return slot, true
 		}
 	}
-	return slot, true, false
+	return slot, false
 }
 
 // here routes a command when the server has a Router. It reports whether
 // the command runs on this node; otherwise it has written the reply
 // (an error, a redirection, or the reply of the node it forwarded to).
 func (c *client) here(cmd *command, args [][]byte) bool {
-	slot, keyed, cross := c.keySlot(cmd, args)
-	if !keyed {
+	keys := c.keys(cmd, args)
+	if len(keys) == 0 {
 		return true
 	}
+	slot, cross := keySlot(keys)
 	if cross {
 		c.err(errCrossSlot)
 		return false
@@ -126,10 +137,7 @@ func (c *client) here(cmd *command, args [][]byte) bool {
 		c.err(rt.Err)
 		return false
 	case rt.Local:
-		if !write {
-			return c.settled(cmd, args)
-		}
-		return true
+		return write || c.settled(keys)
 	case c.exec:
 		c.err(notServed(slot))
 		return false
@@ -145,41 +153,23 @@ func (c *client) here(cmd *command, args [][]byte) bool {
 // cluster's replicated store). Settled waits, bounded, until key's latest
 // write is known to be held by a write quorum, and otherwise returns an
 // error (a CodedError such as TRYAGAIN): the read must not run, or it
-// could return a value a failover would undo.
+// could return a value a failover would undo. Settled must not keep key
+// (it may point into a request buffer).
 type ReadGate interface {
 	Settled(slot uint16, key string) error
 }
 
 // settled runs the ReadGate for a local read's keys and replies with its
 // error if one is not settled.
-func (c *client) settled(cmd *command, args [][]byte) bool {
+func (c *client) settled(keys [][]byte) bool {
 	g, ok := c.srv.kv.(ReadGate)
 	if !ok {
 		return true
 	}
-	check := func(key string) bool {
-		if err := g.Settled(ring.Slot(key), key); err != nil {
+	for _, k := range keys {
+		// Settled does not keep the key: no copy on every read.
+		if err := g.Settled(ring.SlotBytes(k), unsafe.String(unsafe.SliceData(k), len(k))); err != nil {
 			c.storageErr(err)
-			return false
-		}
-		return true
-	}
-	if cmd.tagArg > 0 {
-		tg, err := c.srv.ops.Codec.Decode(string(args[cmd.tagArg]))
-		if err != nil {
-			return true // the command reports the bad tag
-		}
-		return check(tg.ID.Key())
-	}
-	if cmd.first <= 0 {
-		return true
-	}
-	last := cmd.last
-	if last < 0 {
-		last += len(args)
-	}
-	for i := cmd.first; i <= last && i < len(args); i += max(cmd.step, 1) {
-		if !check(string(args[i])) {
 			return false
 		}
 	}

@@ -298,6 +298,7 @@ type client struct {
 	libName  string
 	libVer   string
 	lastCmd  string
+	keyBuf   [][]byte  // keys of the command being routed (router.go)
 	now      time.Time // when the command being served started (cfg.Now)
 	quit     bool
 	failed   bool
