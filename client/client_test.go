@@ -10,6 +10,7 @@ import (
 
 	"github.com/stashcluster/stash"
 	"github.com/stashcluster/stash/client"
+	"github.com/stashcluster/stash/internal/testport"
 )
 
 func startNode(t testing.TB) *stash.Node {
@@ -109,12 +110,7 @@ func TestRetriesUntilNodeIsBack(t *testing.T) {
 	// is down succeeds once it is back, within the context's deadline.
 	cfg := stash.DefaultConfig()
 	cfg.DataDir = t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	cfg.Port = testport.Free(t) // below the ephemeral range: free again at restart
 	cfg.AdminPort = -1
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()

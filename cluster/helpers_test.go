@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stashcluster/stash/internal/testport"
 	"github.com/stashcluster/stash/ring"
 )
 
@@ -51,24 +52,7 @@ func testLogger(tb testing.TB) *slog.Logger {
 
 // freePort returns a port free for both TCP and UDP on 127.0.0.1, for
 // memberlist, which binds both and cannot take a listener.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	tb.Fatal("no free TCP+UDP port")
-	return 0
-}
+func freePort(tb testing.TB) int { return testport.Free(tb) }
 
 // listen returns a TCP listener on 127.0.0.1:port (0: any).
 func listen(tb testing.TB, port int) net.Listener {
@@ -111,6 +95,9 @@ func (s *spec) config(tb testing.TB, log *slog.Logger) Config {
 	cfg.Name = s.name
 	cfg.Secret = testSecret
 	cfg.GossipPort = s.gossipPort
+	if s.clusterPort == 0 { // below the ephemeral range, so a restart can bind it again
+		s.clusterPort = freePort(tb)
+	}
 	ln := listen(tb, s.clusterPort)
 	s.clusterPort = ln.Addr().(*net.TCPAddr).Port
 	cfg.ClusterListener = ln
