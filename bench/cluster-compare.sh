@@ -23,12 +23,12 @@ for p in 17380 17381 17382 17383; do
 done
 go build -o "$work/stashnode" ./cmd/stashnode
 
-"$work/stashnode" --name single --port 17380 --admin-port -1 --data-dir "$work/single" --log-level warn 2>"$work/single.log" &
+env ${NODE_ENV:-} "$work/stashnode" --name single --port 17380 --admin-port -1 --data-dir "$work/single" --log-level warn 2>"$work/single.log" &
 pids+=($!); single=$!
 join=127.0.0.1:17591,127.0.0.1:17592,127.0.0.1:17593
 cluster=()
 for i in 1 2 3; do
-  "$work/stashnode" --name n$i --port 1738$i --admin-port -1 --gossip-port 1759$i --cluster-port 1769$i \
+  env ${NODE_ENV:-} "$work/stashnode" --name n$i --port 1738$i --admin-port -1 --gossip-port 1759$i --cluster-port 1769$i \
     --data-dir "$work/n$i" --secret cluster-compare-secret-0123 --join $join --bootstrap-expect 3 \
     --cluster-profile local --log-level warn 2>"$work/n$i.log" &
   pids+=($!); cluster+=($!)

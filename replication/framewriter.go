@@ -30,26 +30,53 @@ func newFrameWriter(nc net.Conn) *frameWriter {
 	return &frameWriter{nc: nc, enc: wire.NewEncoder()}
 }
 
-// send queues m; it returns at once if another goroutine is flushing
-// (that one writes m too), else after writing everything queued. An
-// error means the connection failed (or m did not encode): callers fail
-// the connection, and whoever waits on it learns of it that way.
+// send queues m and flushes: it returns at once if another goroutine is
+// flushing (that one writes m too), else after writing everything
+// queued. An error means the connection failed (or m did not encode):
+// callers fail the connection, and whoever waits on it learns of it that
+// way.
 func (f *frameWriter) send(m *wire.Msg) error {
 	f.mu.Lock()
-	if f.err != nil {
-		err := f.err
+	if err := f.add(m); err != nil {
 		f.mu.Unlock()
 		return err
 	}
+	return f.flushLocked()
+}
+
+// queue adds m without writing it: a later flush (or a flush already
+// under way) sends it.
+func (f *frameWriter) queue(m *wire.Msg) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.add(m)
+}
+
+// flush writes whatever is queued, unless another goroutine is already
+// doing so.
+func (f *frameWriter) flush() error {
+	f.mu.Lock()
+	return f.flushLocked()
+}
+
+func (f *frameWriter) add(m *wire.Msg) error {
+	if f.err != nil {
+		return f.err
+	}
 	buf, err := f.enc.Append(f.buf, m)
 	if err != nil {
-		f.mu.Unlock()
 		return err // not sent; the stream is intact
 	}
 	f.buf = buf
-	if f.flushing {
+	return nil
+}
+
+// flushLocked is called with f.mu held and releases it.
+func (f *frameWriter) flushLocked() error {
+	if f.flushing || len(f.buf) == 0 {
+		err := f.err
 		f.mu.Unlock()
-		return nil
+		return err
 	}
 	f.flushing = true
 	for {
@@ -73,7 +100,7 @@ func (f *frameWriter) send(m *wire.Msg) error {
 		}
 	}
 	f.flushing = false
-	err = f.err
+	err := f.err
 	f.mu.Unlock()
 	return err
 }

@@ -58,17 +58,30 @@ func (r *Replicator) serveConn(nc net.Conn) {
 		delete(r.conns, nc)
 		r.connsMu.Unlock()
 	}()
+	fail := func() {
+		cancel()
+		nc.Close()
+	}
+	// reply sends m (nil: only what is queued).
 	reply := func(m *wire.Msg) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err := fw.send(m); err != nil {
-			cancel()
-			nc.Close()
+		var err error
+		if m == nil {
+			err = fw.flush()
+		} else {
+			err = fw.send(m)
+		}
+		if err != nil {
+			fail()
 		}
 	}
 	rd := wire.NewReader(nc)
 	for {
+		if !rd.Ready() {
+			reply(nil) // about to wait on the connection: send what is queued
+		}
 		m, err := rd.Read()
 		if err != nil {
 			return
@@ -81,8 +94,11 @@ func (r *Replicator) serveConn(nc net.Conn) {
 				r.workers.run(func() { reply(r.handleReplicate(ctx, m)) })
 			} else {
 				// Applying does not wait for the disk: do it in order,
-				// here, without a goroutine per copy.
-				reply(r.handleReplicate(ctx, m))
+				// here, without a goroutine per copy, and acknowledge
+				// everything one read brought in with one write.
+				if err := fw.queue(r.handleReplicate(ctx, m)); err != nil {
+					fail()
+				}
 			}
 		case wire.KindDigest:
 			r.workers.run(func() { reply(r.handleDigest(m)) })

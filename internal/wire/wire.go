@@ -178,6 +178,22 @@ func (r *Reader) Read() (*Msg, error) {
 	return m, err
 }
 
+// Ready reports whether a whole frame is already buffered, so that the
+// next Read returns without waiting on the connection. A server that
+// answers frames in order uses it to send the replies to everything one
+// read brought in with one write.
+func (r *Reader) Ready() bool {
+	if r.br.Buffered() < 4 {
+		return false // Peek would wait for the connection
+	}
+	hdr, err := r.br.Peek(4)
+	if err != nil {
+		return false
+	}
+	n := binary.BigEndian.Uint32(hdr)
+	return n > MaxFrame || uint64(r.br.Buffered()) >= 4+uint64(n)
+}
+
 // Decode decodes one frame body. The Msg does not alias b.
 func Decode(b []byte) (*Msg, error) {
 	m := new(Msg)

@@ -160,3 +160,56 @@ func BenchmarkWriteRead(b *testing.B) {
 	}
 	pw.Close()
 }
+
+// chunks is a reader that hands out its chunks one per Read call, as a
+// connection hands out what has arrived.
+type chunks [][]byte
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(*c) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, (*c)[0])
+	(*c)[0] = (*c)[0][n:]
+	if len((*c)[0]) == 0 {
+		*c = (*c)[1:]
+	}
+	return n, nil
+}
+
+func TestReadyOnlyForWholeBufferedFrames(t *testing.T) {
+	enc := NewEncoder()
+	one, err := enc.Append(nil, &Msg{Kind: KindAck, ID: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := enc.Append(nil, &Msg{Kind: KindAck, ID: 2, Err: "ERR x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// First read brings frame one and half of frame two; the rest of two
+	// arrives with a later read.
+	in := chunks{append(append([]byte{}, one...), two[:3]...), two[3:]}
+	r := NewReader(&in)
+	if r.Ready() {
+		t.Fatal("Ready before anything was read")
+	}
+	if m, err := r.Read(); err != nil || m.ID != 1 {
+		t.Fatalf("first frame: %+v, %v", m, err)
+	}
+	if r.Ready() {
+		t.Fatal("Ready with only 3 bytes of the next frame buffered")
+	}
+	if m, err := r.Read(); err != nil || m.ID != 2 {
+		t.Fatalf("second frame: %+v, %v", m, err)
+	}
+	// Two whole frames in one read: Ready between them.
+	in = chunks{append(append([]byte{}, one...), two...)}
+	r = NewReader(&in)
+	if _, err := r.Read(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Ready() {
+		t.Fatal("not Ready with a whole frame buffered")
+	}
+}
