@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stashcluster/stash/internal/wire"
@@ -102,7 +103,10 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 		}
 	}
 	r.store.SetEpoch(uint32(t.Epoch()))
+	r.syncMu.Lock()
 	r.table.Store(t)
+	r.markSynced(prevT, t, gap)
+	r.syncMu.Unlock()
 	gained := 0
 	for s := range ring.Slots {
 		slot := uint16(s)
@@ -160,6 +164,7 @@ func (r *Replicator) finishTakeOver(res takeoverResult, due map[uint16]takeover)
 	}
 	for _, s := range res.done {
 		if _, ok := due[s]; ok && res.t.Primary(s) == r.cfg.Self {
+			r.synced[s].Store(true) // reconciled from enough replicas: it has every acknowledged write
 			r.ready[s].Store(true)
 			delete(due, s)
 		}
@@ -236,7 +241,7 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok := r.syncFrom(id, ss)
+			ok := r.syncFrom(id, ss, "takeover", &r.Reconciled)
 			mu.Lock()
 			for _, s := range ok {
 				if counts[s][id] {
@@ -256,17 +261,25 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 }
 
 // syncFrom compares the digests of slots with peer id, fetches the ones
-// that differ and applies them newer-wins. It returns the slots it
-// brought up to date (all of them unless the peer failed).
-func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16) []uint16 {
+// that differ and applies them newer-wins, counting applied entries in
+// applied. It returns the slots it brought up to date (all of them
+// unless the peer failed). why names the caller in logs.
+func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applied *atomic.Int64) []uint16 {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	go func() { // Close must not wait out a slow fetch
+		select {
+		case <-r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	p := r.peer(id)
 	dctx, dcancel := context.WithTimeout(ctx, 2*time.Second)
 	rep, err := p.call(dctx, &wire.Msg{Kind: wire.KindDigest, Slots: slots})
 	dcancel()
 	if err != nil || len(rep.Digests) != len(slots) {
-		r.log.Debug("takeover: digests unavailable", "peer", id, "err", err)
+		r.log.Debug(why+": digests unavailable", "peer", id, "err", err)
 		return nil
 	}
 	var differ []uint16
@@ -278,7 +291,7 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16) []uint16 {
 	if len(differ) == 0 {
 		return slots
 	}
-	applied := 0
+	n := 0
 	err = p.stream(ctx, &wire.Msg{Kind: wire.KindFetch, Slots: differ}, func(m *wire.Msg) error {
 		for _, e := range m.Entries {
 			slot := ring.Slot(e.Key)
@@ -287,16 +300,18 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16) []uint16 {
 				return err
 			}
 			if ok {
-				applied++
+				n++
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		r.log.Warn("takeover: fetching slots failed", "peer", id, "slots", len(differ), "err", err)
+		r.log.Warn(why+": fetching slots failed", "peer", id, "slots", len(differ), "err", err)
 		return nil
 	}
-	r.Reconciled.Add(int64(applied))
-	r.log.Info("takeover: reconciled slots", "peer", id, "slots", len(differ), "entries_applied", applied)
+	applied.Add(int64(n))
+	if n > 0 || why == "takeover" {
+		r.log.Info(why+": fetched differing slots", "peer", id, "slots", len(differ), "entries_applied", n)
+	}
 	return slots
 }

@@ -184,6 +184,7 @@ type harnessConfig struct {
 	WriteQuorum int
 	Async       bool
 	NoWait      bool // do not wait for every node to be Ready
+	AntiEntropy time.Duration
 }
 
 // newCluster starts one node per name over loopback TCP, all with the
@@ -245,7 +246,8 @@ func newCluster(t testing.TB, hc harnessConfig) (*testNet, *ring.Table) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, err := New(Config{Self: id, Cluster: cl, Store: st, WriteQuorum: hc.WriteQuorum, Async: hc.Async, Timeout: hc.Timeout})
+		rep, err := New(Config{Self: id, Cluster: cl, Store: st, WriteQuorum: hc.WriteQuorum, Async: hc.Async, Timeout: hc.Timeout,
+			CatchUpInterval: 50 * time.Millisecond, AntiEntropy: hc.AntiEntropy})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -190,20 +190,28 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 		if err == nil {
 			sent++
 			defer c.forget(m.ID)
+		} else {
+			r.missed(id, slot)
 		}
 	}
 	got, answered := 1, 0
+	var heard []string
 	for got < w && answered < sent {
 		select {
 		case rep := <-replies:
 			answered++
+			heard = append(heard, rep.From)
 			if !gone(rep) && rep.Err == "" {
 				got++
+			} else if rep.From != "" {
+				r.missed(ring.NodeID(rep.From), slot)
 			}
 		case <-timeout:
 			answered = sent
+			r.missedExcept(backups, heard, slot)
 		case <-ctx.Done():
 			answered = sent
+			r.missedExcept(backups, heard, slot)
 		}
 	}
 	// An old primary stops acknowledging once its lease ran out or a
@@ -222,13 +230,13 @@ func (r *Replicator) send(ctx context.Context, t *ring.Table, id ring.NodeID, sl
 	rep, err := r.peer(id).call(ctx, &wire.Msg{
 		Kind: wire.KindReplicate, Epoch: t.Epoch(), Slot: slot, Entries: []wire.Entry{toEntry(st)},
 	})
+	if err == nil && rep.Err != "" {
+		err = errString(rep.Err)
+	}
 	if err != nil {
-		return err
+		r.missed(id, slot)
 	}
-	if rep.Err != "" {
-		return errString(rep.Err)
-	}
-	return nil
+	return err
 }
 
 type errString string

@@ -33,6 +33,7 @@ type peer struct {
 }
 
 type peerConn struct {
+	id   ring.NodeID
 	nc   net.Conn
 	fw   *frameWriter
 	done chan struct{} // closed when the connection is finished
@@ -74,7 +75,7 @@ func (p *peer) get(ctx context.Context) (*peerConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dialing %s: %w", p.id, err)
 	}
-	c := &peerConn{nc: nc, fw: newFrameWriter(nc), done: make(chan struct{}), calls: make(map[uint64]chan *wire.Msg)}
+	c := &peerConn{id: p.id, nc: nc, fw: newFrameWriter(nc), done: make(chan struct{}), calls: make(map[uint64]chan *wire.Msg)}
 	p.conn = c
 	go c.readLoop()
 	return c, nil
@@ -96,7 +97,7 @@ func (c *peerConn) fail(err error) {
 	// channel has room: one slot per reply it awaits).
 	for id, ch := range calls {
 		select {
-		case ch <- &wire.Msg{ID: id, Err: errPeerGone.Error()}:
+		case ch <- &wire.Msg{ID: id, From: string(c.id), Err: errPeerGone.Error()}:
 		default:
 		}
 	}

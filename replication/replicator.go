@@ -79,7 +79,13 @@ type Config struct {
 	// always): copies from a primary are then applied concurrently
 	// rather than in arrival order on the stream's reader.
 	ApplyWaits bool
-	Logger     *slog.Logger
+	// CatchUpInterval is how often backup slots that are not in sync are
+	// compared with their primaries. Default 500 ms.
+	CatchUpInterval time.Duration
+	// AntiEntropy is how often every backup slot is compared with its
+	// primary and repaired. Default 1 min; negative turns it off.
+	AntiEntropy time.Duration
+	Logger      *slog.Logger
 }
 
 // Replicator runs this node's side of the data plane.
@@ -92,6 +98,17 @@ type Replicator struct {
 	table atomic.Pointer[ring.Table]
 	gen   uint64                  // bumped by every apply; owned by the follow goroutine
 	ready [ring.Slots]atomic.Bool // serving as primary: reconciled and lease waited
+
+	// synced: this node's copy of the slot holds every acknowledged
+	// write (see catchup.go). syncMu orders flag changes with table
+	// changes.
+	syncMu sync.Mutex
+	synced [ring.Slots]atomic.Bool
+
+	// missedBy: slots whose copies may not have reached a backup (see
+	// missed); the catch-up loop tells each backup.
+	missedMu sync.Mutex
+	missedBy map[ring.NodeID]map[uint16]struct{}
 
 	peersMu sync.Mutex
 	peers   map[ring.NodeID]*peer
@@ -113,6 +130,9 @@ type Replicator struct {
 
 	// Counters for metrics and tests.
 	Forwarded, Replicated, NoQuorum, Reconciled, Refused atomic.Int64
+	// Repaired counts entries a backup fetched from its primary because
+	// its copy lacked them (catch-up, re-replication, anti-entropy).
+	Repaired atomic.Int64
 }
 
 // New returns a Replicator; Start makes it serve.
@@ -128,6 +148,12 @@ func New(cfg Config) (*Replicator, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CatchUpInterval <= 0 {
+		cfg.CatchUpInterval = 500 * time.Millisecond
+	}
+	if cfg.AntiEntropy == 0 {
+		cfg.AntiEntropy = time.Minute
 	}
 	r := &Replicator{
 		cfg:     cfg,
@@ -152,9 +178,10 @@ func (r *Replicator) Start(exec ExecFunc) {
 		r.wg.Add(1)
 		go r.flushAsync()
 	}
-	r.wg.Add(2)
+	r.wg.Add(3)
 	go r.accept(r.cl.DataListener())
 	go r.follow()
+	go r.catchUp()
 }
 
 // Close stops serving and closes every stream. Writes waiting for
@@ -240,8 +267,9 @@ func (r *Replicator) peer(id ring.NodeID) *peer {
 func (r *Replicator) id() uint64 { return r.nextID.Add(1) }
 
 // Ready reports whether this node is a full member of the data plane: it
-// has a slot table, is in contact with the cluster, and serves every slot
-// the table makes it primary for. The reason says what is missing.
+// has a slot table, is in contact with the cluster, serves every slot
+// the table makes it primary for, and its copy of every slot it backs up
+// is in sync. The reason says what is missing.
 func (r *Replicator) Ready() (bool, string) {
 	t := r.table.Load()
 	if t == nil {
@@ -258,6 +286,9 @@ func (r *Replicator) Ready() (bool, string) {
 	}
 	if waiting > 0 {
 		return false, fmt.Sprintf("taking over %d slots", waiting)
+	}
+	if n := r.Unsynced(); n > 0 {
+		return false, fmt.Sprintf("catching up %d backup slots", n)
 	}
 	return true, ""
 }

@@ -51,9 +51,13 @@ func (r *Replicator) serveConn(nc net.Conn) {
 	defer r.wg.Done()
 	ctx, cancel := context.WithCancel(context.Background())
 	fw := newFrameWriter(nc)
+	var from ring.NodeID // the primary that sent copies on this stream
 	defer func() {
 		cancel()
 		nc.Close()
+		if from != "" {
+			r.streamLost(from)
+		}
 		r.connsMu.Lock()
 		delete(r.conns, nc)
 		r.connsMu.Unlock()
@@ -90,6 +94,7 @@ func (r *Replicator) serveConn(nc net.Conn) {
 		case wire.KindForward:
 			r.workers.run(func() { reply(r.handleForward(ctx, m)) })
 		case wire.KindReplicate:
+			from = ring.NodeID(m.From)
 			if r.cfg.ApplyWaits {
 				r.workers.run(func() { reply(r.handleReplicate(ctx, m)) })
 			} else {
@@ -128,7 +133,12 @@ func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
 // node's table is newer than the sender's and no longer names the sender
 // as the slot's primary (a deposed primary must not gather acks).
 func (r *Replicator) handleReplicate(ctx context.Context, m *wire.Msg) *wire.Msg {
-	ack := &wire.Msg{Kind: wire.KindAck, ID: m.ID}
+	ack := &wire.Msg{Kind: wire.KindAck, ID: m.ID, From: string(r.cfg.Self)}
+	if len(m.Slots) > 0 {
+		// A primary's word that copies for these slots did not arrive.
+		r.resync(m.Slots)
+		return ack
+	}
 	if t := r.table.Load(); t != nil && m.Epoch < t.Epoch() && t.Primary(m.Slot) != ring.NodeID(m.From) {
 		r.Refused.Add(1)
 		ack.Err = fmt.Sprintf("STALE epoch %d: table %d names %s as primary of slot %d", m.Epoch, t.Epoch(), t.Primary(m.Slot), m.Slot)

@@ -1,0 +1,161 @@
+package replication
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/storage"
+)
+
+// TestBackupCatchesUpAfterPartition: writes acknowledged by A and B
+// while C was cut off reach C once the partition heals, through C's
+// catch-up, without any new write to those keys.
+func TestBackupCatchesUpAfterPartition(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{AntiEntropy: -1})
+	a, c := tn.node("A"), tn.node("C")
+	ctx := context.Background()
+	keys := keysWith(t, tb, "cu", 30, primaryIs("A"))
+	c.partition()
+	for i, k := range keys {
+		if err := a.set(ctx, k, "v"+strconv.Itoa(i)); err != nil {
+			t.Fatalf("set %s with C partitioned: %v", k, err)
+		}
+	}
+	if _, ok := c.lookup(keys[0]); ok {
+		t.Fatal("C holds a key written while it was partitioned: the harness did not partition it")
+	}
+	c.heal() // A tells C which slots it missed once it can reach it
+	waitFor(t, 10*time.Second, "C to catch up", func() bool {
+		for _, k := range keys {
+			want, _ := a.lookup(k)
+			got, ok := c.lookup(k)
+			if !ok || got != want {
+				return false
+			}
+		}
+		return true
+	})
+	c.waitReady(t)
+	if n := c.rep.Repaired.Load(); n < int64(len(keys)) {
+		t.Fatalf("C repaired %d entries, want >= %d", n, len(keys))
+	}
+}
+
+// TestAntiEntropyRepairsSilentLoss: a change the primary made without
+// sending a copy (as if the copy was lost without the stream breaking)
+// reaches the backups by anti-entropy, and a delete the same way.
+func TestAntiEntropyRepairsSilentLoss(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{AntiEntropy: 200 * time.Millisecond})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	ctx := context.Background()
+	keys := keysWith(t, tb, "ae", 10, primaryIs("A"))
+	gone := keys[len(keys)-1]
+	if err := a.set(ctx, gone, "soon deleted"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, gone+" on every replica", func() bool {
+		_, okB := b.lookup(gone)
+		_, okC := c.lookup(gone)
+		return okB && okC
+	})
+	// Straight into A's store: no copy is sent.
+	for i, k := range keys[:len(keys)-1] {
+		_, _, err := a.store.Change(ctx, ring.Slot(k), k, func(storage.Stash, bool) (storage.Stash, storage.Op) {
+			return storage.Stash{Kind: storage.KindString, Value: "silent" + strconv.Itoa(i)}, storage.OpPut
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := a.store.Change(ctx, ring.Slot(gone), gone, func(storage.Stash, bool) (storage.Stash, storage.Op) {
+		return storage.Stash{}, storage.OpDelete
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.lookup(keys[0]); ok {
+		t.Fatal("B holds a key A changed without replicating it")
+	}
+	for _, n := range []*testNode{b, c} {
+		waitFor(t, 10*time.Second, string(n.id)+" to be repaired by anti-entropy", func() bool {
+			for _, k := range keys {
+				want, _ := a.lookup(k)
+				got, ok := n.lookup(k)
+				if !ok || got.Version != want.Version || got.Value != want.Value || got.Deleted != want.Deleted {
+					return false
+				}
+			}
+			return true
+		})
+		if n.rep.Repaired.Load() < int64(len(keys)) {
+			t.Fatalf("%s counted %d repaired entries, want >= %d", n.id, n.rep.Repaired.Load(), len(keys))
+		}
+	}
+}
+
+// TestNewReplicaIsFilled: when a table gives a slot a replica it did not
+// have (re-replication after a node left), the new replica copies the
+// slot's data from the primary and is Ready only once it has.
+func TestNewReplicaIsFilled(t *testing.T) {
+	t.Parallel()
+	tn, _ := newCluster(t, harnessConfig{Nodes: []ring.NodeID{"A", "B", "C", "D"}, NoWait: true})
+	// Start with D out of the table: three nodes hold everything.
+	t1, err := ring.Build([]ring.Member{{ID: "A"}, {ID: "B"}, {ID: "C"}}, 3, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tn.all() {
+		n.setTable(t1)
+	}
+	for _, n := range tn.all() {
+		n.waitTable(t, 2)
+		n.waitReady(t)
+	}
+	a := tn.node("A")
+	ctx := context.Background()
+	keys := keysWith(t, t1, "nr", 200, func([]ring.NodeID) bool { return true })
+	for i, k := range keys {
+		p := tn.node(t1.Primary(ring.Slot(k)))
+		if err := p.set(ctx, k, "v"+strconv.Itoa(i)); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+	}
+	// C leaves; D takes its places.
+	t2, err := ring.Build([]ring.Member{{ID: "A"}, {ID: "B"}, {ID: "D"}}, 3, 3, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tn.all() {
+		n.setTable(t2)
+	}
+	d := tn.node("D")
+	d.waitTable(t, 3)
+	waitFor(t, 10*time.Second, "D to hold every key it replicates", func() bool {
+		for _, k := range keys {
+			if !containsID(t2.Replicas(ring.Slot(k)), "D") || t2.Primary(ring.Slot(k)) == "D" {
+				continue
+			}
+			want, _ := tn.node(t2.Primary(ring.Slot(k))).lookup(k)
+			got, ok := d.lookup(k)
+			if !ok || got != want {
+				return false
+			}
+		}
+		return true
+	})
+	d.waitReady(t)
+	_ = a
+}
+
+func containsID(ids []ring.NodeID, id ring.NodeID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
