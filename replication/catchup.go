@@ -2,7 +2,12 @@ package replication
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -35,6 +40,74 @@ func (r *Replicator) markSynced(prev, t *ring.Table, gap bool) {
 			r.synced[s].Store(false)
 		}
 	}
+}
+
+// Resyncing reports whether this node started without its data and has
+// not resynced every slot yet.
+func (r *Replicator) Resyncing() bool { return r.lost.Load() }
+
+// valid reports whether this node's copy of slot counts as a replica
+// that has the writes it acknowledged: always, unless the node lost its
+// data and has not resynced the slot since.
+func (r *Replicator) valid(slot uint16) bool {
+	return !r.lost.Load() || r.synced[slot].Load()
+}
+
+// slotState is what this node tells a peer about its copy of slot.
+func (r *Replicator) slotState(t *ring.Table, slot uint16) byte {
+	var st byte
+	if t != nil {
+		if t.Primary(slot) == r.cfg.Self {
+			if r.ready[slot].Load() {
+				st |= wire.SlotComplete
+			}
+		} else if r.synced[slot].Load() && slices.Contains(t.Replicas(slot), r.cfg.Self) {
+			st |= wire.SlotComplete
+		}
+	}
+	if !r.valid(slot) {
+		st |= wire.SlotLost
+	}
+	return st
+}
+
+// markerName is the file, in Config.Dir, that says this node lost its
+// data and has not resynced yet; it survives a restart in between.
+const markerName = "resync-pending"
+
+// initLost decides whether this node starts having lost its data: its
+// store is fresh (a new node, or one whose disk was wiped), or an
+// earlier start had and did not finish resyncing.
+func (r *Replicator) initLost() error {
+	lost := r.store.Fresh()
+	if r.cfg.Dir == "" {
+		r.lost.Store(lost)
+		return nil
+	}
+	path := filepath.Join(r.cfg.Dir, markerName)
+	if _, err := os.Stat(path); err == nil {
+		lost = true
+	}
+	if lost {
+		if err := os.WriteFile(path, []byte("this node started without its data; it resyncs from its peers before it counts as a replica\n"), 0o644); err != nil {
+			return fmt.Errorf("replication: writing %s: %w", path, err)
+		}
+		r.log.Info("started without earlier data: not counted as a replica of a slot until it is resynced")
+	}
+	r.lost.Store(lost)
+	return nil
+}
+
+// foundAgain ends the lost state once every slot is in sync.
+func (r *Replicator) foundAgain() {
+	if r.cfg.Dir != "" {
+		if err := os.Remove(filepath.Join(r.cfg.Dir, markerName)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			r.log.Warn("cannot remove the resync marker; will try again", "err", err)
+			return
+		}
+	}
+	r.lost.Store(false)
+	r.log.Info("resynced every slot: counted as a full replica")
 }
 
 // streamLost is called when a stream that carried copies from primary
@@ -177,11 +250,21 @@ func (r *Replicator) catchUp() {
 			ok := r.syncFrom(src, bySource[src], "catch-up", &r.Repaired)
 			r.syncMu.Lock()
 			if r.table.Load() == t {
-				for _, s := range ok {
-					r.synced[s].Store(true)
+				for s, st := range ok {
+					// Only a primary that serves the slot has every
+					// acknowledged write; one still taking over is asked
+					// again next round.
+					if st&wire.SlotComplete != 0 {
+						r.synced[s].Store(true)
+					}
 				}
 			}
 			r.syncMu.Unlock()
+		}
+		if r.lost.Load() {
+			if ok, _ := r.Ready(); ok {
+				r.foundAgain()
+			}
 		}
 		if pending > 0 {
 			if left := r.Unsynced(); left == 0 {

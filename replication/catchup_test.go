@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"testing"
 	"time"
@@ -158,4 +159,87 @@ func containsID(ids []ring.NodeID, id ring.NodeID) bool {
 		}
 	}
 	return false
+}
+
+// restartEmpty restarts n with an empty store, as a node whose disk was
+// wiped comes back under the same name and address.
+func (n *testNode) restartEmpty(t *testing.T) {
+	t.Helper()
+	n.rep.Close()
+	n.cl.cut()
+	n.store.Close()
+	var ln net.Listener
+	waitFor(t, 5*time.Second, "the old address to be free", func() bool {
+		var err error
+		ln, err = net.Listen("tcp", n.cl.addr)
+		return err == nil
+	})
+	n.cl.ln = &testListener{Listener: ln, cl: n.cl}
+	st, err := storage.Open(storage.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := New(Config{Self: n.id, Cluster: n.cl, Store: st, Timeout: time.Second, CatchUpInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.store, n.rep, n.kv = st, rep, rep.KV()
+	t.Cleanup(func() {
+		ln.Close()
+		rep.Close()
+		n.cl.cut()
+		st.Close()
+	})
+	rep.Start(engine(rep))
+}
+
+// TestLostNodeDoesNotCountAsReplica: writes acknowledged by A and B
+// only; B then loses its data and A is cut off. C, made primary, must
+// not take B's empty copy for one of the two replicas it has to consult:
+// it waits for A, and serves every write once A is back.
+func TestLostNodeDoesNotCountAsReplica(t *testing.T) {
+	t.Parallel()
+	const lease = 100 * time.Millisecond
+	tn, t1 := newCluster(t, harnessConfig{Lease: lease})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	for _, n := range tn.all() {
+		waitFor(t, 5*time.Second, string(n.id)+" to count as a full replica", func() bool { return !n.rep.lost.Load() })
+	}
+	ctx := context.Background()
+	keys := keysWith(t, t1, "lost", 20, primaryIs("A", "C", "B"))
+	c.partition()
+	for i, k := range keys {
+		if err := a.set(ctx, k, "v"+strconv.Itoa(i)); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+	}
+	// A goes away before C ever got the writes; B loses them.
+	a.partition()
+	a.cl.contact.Store(false)
+	c.heal()
+	b.restartEmpty(t)
+	if !b.rep.lost.Load() {
+		t.Fatal("B restarted with an empty store but does not consider its data lost")
+	}
+	t2 := t1.Demote(2, func(id ring.NodeID) bool { return id == "A" })
+	b.setTable(t2)
+	c.setTable(t2)
+	slot := ring.Slot(keys[0])
+	if got := t2.Primary(slot); got != "C" {
+		t.Fatalf("primary of slot %d in t2 is %s, want C", slot, got)
+	}
+	c.waitTable(t, 2)
+	time.Sleep(10 * lease)
+	if c.rep.Serving(slot) {
+		t.Fatalf("C serves slot %d having heard only from B, which lost its data (C holds %s: %v)",
+			slot, keys[0], func() bool { _, ok := c.lookup(keys[0]); return ok }())
+	}
+	a.heal()
+	waitFor(t, 10*time.Second, "C to serve after A is back", func() bool { return c.rep.Serving(slot) })
+	for _, k := range keys {
+		if _, ok := c.lookup(k); !ok {
+			t.Fatalf("C serves without %s, acknowledged before B lost its data", k)
+		}
+	}
+	waitFor(t, 10*time.Second, "B to resync and count again", func() bool { return !b.rep.lost.Load() })
 }

@@ -177,8 +177,9 @@ func (r *Replicator) finishTakeOver(res takeoverResult, due map[uint16]takeover)
 // plan says whom a takeover must consult: acknowledged writes are on W
 // of the slot's replicas in the table they were written under (prev,
 // or the current one when prev is unknown), so this node must cover
-// n−W+1 of them, itself included if it is one.
-func (r *Replicator) plan(cur, prev []ring.NodeID) (sources []ring.NodeID, need int) {
+// n−W+1 of them, itself included if it is one and has not lost its
+// data (selfValid).
+func (r *Replicator) plan(cur, prev []ring.NodeID, selfValid bool) (sources []ring.NodeID, need int) {
 	base := prev
 	if base == nil {
 		base = cur
@@ -186,7 +187,7 @@ func (r *Replicator) plan(cur, prev []ring.NodeID) (sources []ring.NodeID, need 
 	n := len(base)
 	w := r.quorum(n)
 	need = n - w + 1
-	if slices.Contains(base, r.cfg.Self) {
+	if selfValid && slices.Contains(base, r.cfg.Self) {
 		need--
 	}
 	if r.cfg.Async || w <= 1 {
@@ -211,13 +212,16 @@ func (r *Replicator) plan(cur, prev []ring.NodeID) (sources []ring.NodeID, need 
 // returns the ones that heard from enough of them.
 func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]takeover) []uint16 {
 	heard := make(map[uint16]int, len(slots))
+	lostHeard := make(map[uint16]int, len(slots)) // base replicas that answered having lost their data
+	lostNeed := make(map[uint16]int, len(slots))  // all of base but self: nothing anywhere to recover
 	needs := make(map[uint16]int, len(slots))
 	counts := make(map[uint16]map[ring.NodeID]bool, len(slots))
 	bySource := make(map[ring.NodeID][]uint16)
 	var done []uint16
 	for _, s := range slots {
 		d := due[s]
-		sources, need := r.plan(t.Replicas(s), d.prev)
+		selfValid := r.valid(s)
+		sources, need := r.plan(t.Replicas(s), d.prev, selfValid)
 		if need == 0 {
 			done = append(done, s)
 			continue
@@ -231,6 +235,12 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		for _, id := range base {
 			counts[s][id] = true // only these count towards need
 		}
+		if !selfValid || !slices.Contains(base, r.cfg.Self) {
+			lostNeed[s] = len(base)
+			if slices.Contains(base, r.cfg.Self) {
+				lostNeed[s]--
+			}
+		}
 		for _, id := range sources {
 			bySource[id] = append(bySource[id], s)
 		}
@@ -243,9 +253,13 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 			defer wg.Done()
 			ok := r.syncFrom(id, ss, "takeover", &r.Reconciled)
 			mu.Lock()
-			for _, s := range ok {
-				if counts[s][id] {
+			for s, st := range ok {
+				switch {
+				case !counts[s][id]:
+				case st&wire.SlotLost == 0:
 					heard[s]++
+				default:
+					lostHeard[s]++
 				}
 			}
 			mu.Unlock()
@@ -253,7 +267,16 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 	}
 	wg.Wait()
 	for _, s := range slots {
-		if n, ok := needs[s]; ok && heard[s] >= n {
+		n, ok := needs[s]
+		switch {
+		case !ok:
+		case heard[s] >= n:
+			done = append(done, s)
+		case lostNeed[s] > 0 && lostHeard[s] == lostNeed[s]:
+			// Every replica the writes could be on, this node included,
+			// has lost its data (or the cluster is new): nothing is left
+			// to recover, and waiting would not bring anything back.
+			r.log.Warn("takeover: every replica of the slot lost its data; serving what was recovered", "slot", s)
 			done = append(done, s)
 		}
 	}
@@ -263,8 +286,9 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 // syncFrom compares the digests of slots with peer id, fetches the ones
 // that differ and applies them newer-wins, counting applied entries in
 // applied. It returns the slots it brought up to date (all of them
-// unless the peer failed). why names the caller in logs.
-func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applied *atomic.Int64) []uint16 {
+// unless the peer failed), each with the peer's wire.Slot* state for it.
+// why names the caller in logs.
+func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applied *atomic.Int64) map[uint16]byte {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go func() { // Close must not wait out a slow fetch
@@ -282,6 +306,14 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 		r.log.Debug(why+": digests unavailable", "peer", id, "err", err)
 		return nil
 	}
+	states := make(map[uint16]byte, len(slots))
+	for i, s := range slots {
+		if i < len(rep.States) {
+			states[s] = rep.States[i]
+		} else {
+			states[s] = wire.SlotComplete // a sender that predates States
+		}
+	}
 	var differ []uint16
 	for i, s := range slots {
 		if rep.Digests[i] != r.store.Digest(s) {
@@ -289,7 +321,7 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 		}
 	}
 	if len(differ) == 0 {
-		return slots
+		return states
 	}
 	n := 0
 	err = p.stream(ctx, &wire.Msg{Kind: wire.KindFetch, Slots: differ}, func(m *wire.Msg) error {
@@ -313,5 +345,5 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 	if n > 0 || why == "takeover" {
 		r.log.Info(why+": fetched differing slots", "peer", id, "slots", len(differ), "entries_applied", n)
 	}
-	return slots
+	return states
 }

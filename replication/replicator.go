@@ -82,6 +82,10 @@ type Config struct {
 	// CatchUpInterval is how often backup slots that are not in sync are
 	// compared with their primaries. Default 500 ms.
 	CatchUpInterval time.Duration
+	// Dir, if set, holds the marker that a node which started without
+	// its data has not resynced yet (see catchup.go), so that a restart
+	// in between does not make it count as a full replica.
+	Dir string
 	// AntiEntropy is how often every backup slot is compared with its
 	// primary and repaired. Default 1 min; negative turns it off.
 	AntiEntropy time.Duration
@@ -104,6 +108,9 @@ type Replicator struct {
 	// changes.
 	syncMu sync.Mutex
 	synced [ring.Slots]atomic.Bool
+	// lost: the node started without its data and has not resynced
+	// every slot since.
+	lost atomic.Bool
 
 	// missedBy: slots whose copies may not have reached a backup (see
 	// missed); the catch-up loop tells each backup.
@@ -164,6 +171,9 @@ func New(cfg Config) (*Replicator, error) {
 		stop:    make(chan struct{}),
 		conns:   make(map[net.Conn]struct{}),
 		workers: newWorkers(),
+	}
+	if err := r.initLost(); err != nil {
+		return nil, err
 	}
 	r.pend.init()
 	r.dl = deadlines{tick: 50 * time.Millisecond, stop: r.stop}

@@ -160,7 +160,14 @@ func (r *Replicator) handleDigest(m *wire.Msg) *wire.Msg {
 			d[i] = r.store.Digest(s)
 		}
 	}
-	return &wire.Msg{Kind: wire.KindDigests, ID: m.ID, Slots: m.Slots, Digests: d}
+	t := r.table.Load()
+	st := make([]byte, len(m.Slots))
+	for i, s := range m.Slots {
+		if s < ring.Slots {
+			st[i] = r.slotState(t, s)
+		}
+	}
+	return &wire.Msg{Kind: wire.KindDigests, ID: m.ID, Digests: d, States: st}
 }
 
 // handleFetch streams every entry of the requested slots, tombstones

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -36,6 +37,9 @@ func (s *Store) openDisk() (err error) {
 		return fmt.Errorf("storage: %w", err)
 	}
 	path := filepath.Join(cfg.Dir, FileName)
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		s.fresh = false
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: cfg.LockTimeout,
 		// Checkpoints are rare and large, so each writes bbolt's freelist:

@@ -353,3 +353,22 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("Open of a newer format: %v", err)
 	}
 }
+
+func TestFresh(t *testing.T) {
+	mem := openStore(t, Config{})
+	if !mem.Fresh() {
+		t.Fatal("a memory-only store is not Fresh")
+	}
+	dir := t.TempDir()
+	s := openStore(t, Config{Dir: dir})
+	if !s.Fresh() {
+		t.Fatal("a store opened on an empty directory is not Fresh")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, Config{Dir: dir})
+	if s.Fresh() {
+		t.Fatal("a store reopened on its own stash.db is Fresh")
+	}
+}

@@ -65,6 +65,7 @@ type Store struct {
 	slots   []slot       // len Slots
 	epoch   atomic.Uint32
 	tombTTL int64 // cfg.TombstoneTTL in milliseconds
+	fresh   bool  // Open found no data: memory only, or no stash.db yet
 
 	db *bolt.DB // nil when memory only
 	bt *batcher // nil when memory only
@@ -106,6 +107,7 @@ func Open(cfg Config) (*Store, error) {
 	for i := range s.slots {
 		s.slots[i].minExp.Store(math.MaxInt64)
 	}
+	s.fresh = true
 	if cfg.Dir != "" {
 		if err := s.openDisk(); err != nil {
 			return nil, err
@@ -115,6 +117,11 @@ func Open(cfg Config) (*Store, error) {
 	go s.reaper()
 	return s, nil
 }
+
+// Fresh reports whether Open found no earlier data: the store is memory
+// only, or its directory held no stash.db. In a cluster, a node whose
+// store is fresh although the cluster knows it has lost its data.
+func (s *Store) Fresh() bool { return s.fresh }
 
 // Close commits pending writes, checkpoints the whole log into stash.db
 // (so that the next Open replays nothing), stops the goroutines and closes

@@ -13,7 +13,8 @@ import (
 // more fields than it knows (a newer sender) and ignores them.
 
 const (
-	msgFields   = 14
+	msgFields   = 15
+	minFields   = 14 // before States
 	entryFields = 7
 )
 
@@ -57,6 +58,7 @@ func (m *Msg) EncodeMsgpack(e *msgpack.Encoder) error {
 	enc.bool(m.Last)
 	enc.str(m.Err)
 	enc.uint(uint64(m.Proto))
+	enc.bytes(m.States)
 	return enc.err
 }
 
@@ -105,7 +107,7 @@ func (m *Msg) DecodeMsgpack(d *msgpack.Decoder) error { return m.decode(d, MaxFr
 func (m *Msg) decode(d *msgpack.Decoder, size int) error {
 	dec := decoder{d: d, left: size}
 	n := dec.arrayLen()
-	if dec.err == nil && n < msgFields {
+	if dec.err == nil && n < minFields {
 		return fmt.Errorf("message of %d fields, want %d", n, msgFields)
 	}
 	m.V = uint8(dec.uint(0xff))
@@ -156,6 +158,9 @@ func (m *Msg) decode(d *msgpack.Decoder, size int) error {
 	m.Last = dec.bool()
 	m.Err = dec.str()
 	m.Proto = uint8(dec.uint(0xff))
+	if n >= msgFields {
+		m.States = dec.bytes()
+	}
 	for ; dec.err == nil && n > msgFields; n-- {
 		dec.skip()
 	}

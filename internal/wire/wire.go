@@ -101,7 +101,21 @@ type Msg struct {
 	Last    bool     `msgpack:"Z,omitempty"`
 	Err     string   `msgpack:"X,omitempty"`
 	Proto   uint8    `msgpack:"P,omitempty"` // RESP protocol a forwarded command replies in (2 or 3)
+	// States, in a Digests reply, has one byte per slot of Digests: how
+	// complete the sender's copy is (SlotComplete, SlotLost).
+	States []byte `msgpack:"T,omitempty"`
 }
+
+// Bits of Msg.States.
+const (
+	// SlotComplete: the copy holds every acknowledged write (a primary
+	// serving the slot, a backup in sync with it).
+	SlotComplete = 1 << iota
+	// SlotLost: the node lost its data (restarted with an empty store)
+	// and has not resynced the slot since: it may lack writes it once
+	// acknowledged, so it does not count as a replica that has them.
+	SlotLost
+)
 
 // Writer writes frames.
 type Writer struct {

@@ -21,7 +21,7 @@ func TestRoundTrip(t *testing.T) {
 		}},
 		{Kind: KindAck, ID: 2, Err: "STALE epoch 8 < 9"},
 		{Kind: KindDigest, ID: 3, Slots: []uint16{0, 16383}},
-		{Kind: KindDigests, ID: 3, Digests: []uint64{0, ^uint64(0)}},
+		{Kind: KindDigests, ID: 3, Digests: []uint64{0, ^uint64(0)}, States: []byte{SlotComplete, SlotLost}},
 		{Kind: KindEntries, ID: 4, Last: true},
 	}
 	var buf bytes.Buffer
