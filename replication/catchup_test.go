@@ -114,7 +114,15 @@ func TestNewReplicaIsFilled(t *testing.T) {
 	}
 	for _, n := range tn.all() {
 		n.waitTable(t, 2)
-		n.waitReady(t)
+	}
+	for _, n := range tn.all() {
+		if !waitUntil(10*time.Second, func() bool { ok, _ := n.rep.Ready(); return ok }) {
+			for _, m := range tn.all() {
+				ok, why := m.rep.Ready()
+				t.Logf("%s ready=%v (%s) resyncing=%v", m.id, ok, why, m.rep.Resyncing())
+			}
+			t.FailNow()
+		}
 	}
 	a := tn.node("A")
 	ctx := context.Background()
@@ -242,4 +250,28 @@ func TestLostNodeDoesNotCountAsReplica(t *testing.T) {
 		}
 	}
 	waitFor(t, 10*time.Second, "B to resync and count again", func() bool { return !b.rep.lost.Load() })
+}
+
+// TestFreshSingleAndPairServe: a new cluster of one or two nodes, all
+// starting without data, serves: with every replica lost there is
+// nothing to wait for.
+func TestFreshSingleAndPairServe(t *testing.T) {
+	t.Parallel()
+	for _, nodes := range [][]ring.NodeID{{"A"}, {"A", "B"}} {
+		tn, _ := newCluster(t, harnessConfig{Nodes: nodes}) // waits for Ready
+		for _, n := range tn.all() {
+			waitFor(t, 5*time.Second, string(n.id)+" to count as a full replica", func() bool { return !n.rep.Resyncing() })
+		}
+	}
+}
+
+func waitUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }

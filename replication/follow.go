@@ -213,7 +213,7 @@ func (r *Replicator) plan(cur, prev []ring.NodeID, selfValid bool) (sources []ri
 func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]takeover) []uint16 {
 	heard := make(map[uint16]int, len(slots))
 	lostHeard := make(map[uint16]int, len(slots)) // base replicas that answered having lost their data
-	lostNeed := make(map[uint16]int, len(slots))  // all of base but self: nothing anywhere to recover
+	others := make(map[uint16]int, len(slots))    // base replicas other than this node
 	needs := make(map[uint16]int, len(slots))
 	counts := make(map[uint16]map[ring.NodeID]bool, len(slots))
 	bySource := make(map[ring.NodeID][]uint16)
@@ -235,11 +235,9 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		for _, id := range base {
 			counts[s][id] = true // only these count towards need
 		}
-		if !selfValid || !slices.Contains(base, r.cfg.Self) {
-			lostNeed[s] = len(base)
-			if slices.Contains(base, r.cfg.Self) {
-				lostNeed[s]--
-			}
+		others[s] = len(base)
+		if slices.Contains(base, r.cfg.Self) {
+			others[s]--
 		}
 		for _, id := range sources {
 			bySource[id] = append(bySource[id], s)
@@ -266,19 +264,27 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		}()
 	}
 	wg.Wait()
+	short := 0
 	for _, s := range slots {
 		n, ok := needs[s]
 		switch {
 		case !ok:
 		case heard[s] >= n:
 			done = append(done, s)
-		case lostNeed[s] > 0 && lostHeard[s] == lostNeed[s]:
-			// Every replica the writes could be on, this node included,
-			// has lost its data (or the cluster is new): nothing is left
-			// to recover, and waiting would not bring anything back.
-			r.log.Warn("takeover: every replica of the slot lost its data; serving what was recovered", "slot", s)
+		case heard[s]+lostHeard[s] == others[s]:
+			// Every replica the writes could be on answered, some having
+			// lost their data (or the cluster is new and nothing was
+			// written yet): this node now holds all that is left
+			// anywhere, and waiting would not bring anything back.
+			short++
 			done = append(done, s)
 		}
+	}
+	if short > 0 {
+		// Normal when a cluster is new; otherwise a write acknowledged
+		// only by replicas that lost their data is gone.
+		r.log.Info("takeover: every replica answered, too few with their data intact; taking over with all that is left",
+			"slots", short)
 	}
 	return done
 }
