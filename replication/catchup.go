@@ -247,7 +247,7 @@ func (r *Replicator) catchUp() {
 		}
 		start := time.Now()
 		for _, src := range slices.Sorted(maps.Keys(bySource)) {
-			ok := r.syncFrom(src, bySource[src], "catch-up", &r.Repaired)
+			ok, _ := r.syncFrom(src, bySource[src], "catch-up", &r.Repaired)
 			r.syncMu.Lock()
 			if r.table.Load() == t {
 				for s, st := range ok {

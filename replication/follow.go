@@ -18,6 +18,9 @@ type takeover struct {
 	// made this node primary (nil when unknown, as after a restart):
 	// acknowledged writes are on a quorum of it.
 	prev []ring.NodeID
+	// tried: a reconciliation round ran before the lease wait was over
+	// (see startTakeOver).
+	tried bool
 }
 
 // follow applies each new table: it sets the store's epoch, stops
@@ -134,17 +137,23 @@ type takeoverResult struct {
 }
 
 // startTakeOver starts reconciling the due slots whose lease wait is
-// over, and reports whether it did. Slots it cannot reconcile (too few
-// replicas reachable) stay due and are tried again in a later round.
+// over, and those not tried yet, and reports whether it did. A slot
+// whose lease wait is not over is served early only when its old
+// primary, consulted in the round, had already applied this table (it
+// handed the slot over: a drain) and so can no longer acknowledge
+// anything for it. Slots it cannot reconcile (too few replicas
+// reachable) stay due and are tried again in a later round.
 func (r *Replicator) startTakeOver(due map[uint16]takeover, results chan<- takeoverResult) bool {
 	t := r.table.Load()
 	now := time.Now()
 	plans := make(map[uint16]takeover)
 	var slots []uint16
 	for s, d := range due {
-		if !now.Before(d.notBefore) {
+		if !now.Before(d.notBefore) || !d.tried {
 			slots = append(slots, s)
 			plans[s] = d
+			d.tried = true
+			due[s] = d
 		}
 	}
 	if len(slots) == 0 || !r.cl.InContact() {
@@ -223,7 +232,9 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		selfValid := r.valid(s)
 		sources, need := r.plan(t.Replicas(s), d.prev, selfValid)
 		if need == 0 {
-			done = append(done, s)
+			if !time.Now().Before(d.notBefore) { // nobody to ask, so nobody to confirm a handover
+				done = append(done, s)
+			}
 			continue
 		}
 		needs[s] = need
@@ -245,12 +256,18 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	fenced := make(map[uint16]bool) // the old primary answered having applied t
 	for id, ss := range bySource {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok := r.syncFrom(id, ss, "takeover", &r.Reconciled)
+			ok, epoch := r.syncFrom(id, ss, "takeover", &r.Reconciled)
 			mu.Lock()
+			for s := range ok {
+				if prev := due[s].prev; len(prev) > 0 && prev[0] == id && epoch >= t.Epoch() {
+					fenced[s] = true
+				}
+			}
 			for s, st := range ok {
 				switch {
 				case !counts[s][id]:
@@ -264,9 +281,16 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		}()
 	}
 	wg.Wait()
-	short := 0
+	short, early := 0, 0
+	now := time.Now()
 	for _, s := range slots {
 		n, ok := needs[s]
+		if now.Before(due[s].notBefore) {
+			if !fenced[s] {
+				continue // the old primary may still be acknowledging: wait out its lease
+			}
+			early++
+		}
 		switch {
 		case !ok:
 		case heard[s] >= n:
@@ -279,6 +303,9 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 			short++
 			done = append(done, s)
 		}
+	}
+	if early > 0 {
+		r.log.Debug("takeover: old primary handed over; not waiting out its lease", "slots", early)
 	}
 	if short > 0 {
 		// Normal when a cluster is new; otherwise a write acknowledged
@@ -294,7 +321,7 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 // applied. It returns the slots it brought up to date (all of them
 // unless the peer failed), each with the peer's wire.Slot* state for it.
 // why names the caller in logs.
-func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applied *atomic.Int64) map[uint16]byte {
+func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applied *atomic.Int64) (map[uint16]byte, uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	go func() { // Close must not wait out a slow fetch
@@ -310,7 +337,7 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 	dcancel()
 	if err != nil || len(rep.Digests) != len(slots) {
 		r.log.Debug(why+": digests unavailable", "peer", id, "err", err)
-		return nil
+		return nil, 0
 	}
 	states := make(map[uint16]byte, len(slots))
 	for i, s := range slots {
@@ -327,7 +354,7 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 		}
 	}
 	if len(differ) == 0 {
-		return states
+		return states, rep.Epoch
 	}
 	n := 0
 	err = p.stream(ctx, &wire.Msg{Kind: wire.KindFetch, Slots: differ}, func(m *wire.Msg) error {
@@ -345,11 +372,11 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 	})
 	if err != nil {
 		r.log.Warn(why+": fetching slots failed", "peer", id, "slots", len(differ), "err", err)
-		return nil
+		return nil, 0
 	}
 	applied.Add(int64(n))
 	if n > 0 || why == "takeover" {
 		r.log.Info(why+": fetched differing slots", "peer", id, "slots", len(differ), "entries_applied", n)
 	}
-	return states
+	return states, rep.Epoch
 }

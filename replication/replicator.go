@@ -140,6 +140,9 @@ type Replicator struct {
 	// Repaired counts entries a backup fetched from its primary because
 	// its copy lacked them (catch-up, re-replication, anti-entropy).
 	Repaired atomic.Int64
+	// ServedBytes counts key and value bytes this node streamed to peers
+	// fetching slots from it.
+	ServedBytes atomic.Int64
 }
 
 // New returns a Replicator; Start makes it serve.

@@ -154,20 +154,27 @@ func (r *Replicator) handleReplicate(ctx context.Context, m *wire.Msg) *wire.Msg
 }
 
 func (r *Replicator) handleDigest(m *wire.Msg) *wire.Msg {
+	// The epoch first: a node that already applied a table tells the
+	// asker so, and everything it acknowledged before is in the digests
+	// below (see takeover's early start).
+	t := r.table.Load()
+	var epoch uint64
+	if t != nil {
+		epoch = t.Epoch()
+	}
 	d := make([]uint64, len(m.Slots))
 	for i, s := range m.Slots {
 		if s < ring.Slots {
 			d[i] = r.store.Digest(s)
 		}
 	}
-	t := r.table.Load()
 	st := make([]byte, len(m.Slots))
 	for i, s := range m.Slots {
 		if s < ring.Slots {
 			st[i] = r.slotState(t, s)
 		}
 	}
-	return &wire.Msg{Kind: wire.KindDigests, ID: m.ID, Digests: d, States: st}
+	return &wire.Msg{Kind: wire.KindDigests, ID: m.ID, Epoch: epoch, Digests: d, States: st}
 }
 
 // handleFetch streams every entry of the requested slots, tombstones
@@ -182,6 +189,7 @@ func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*w
 		r.store.ScanSlotAll(s, func(st storage.Stash) bool {
 			batch.Entries = append(batch.Entries, toEntry(st))
 			size += len(st.Key) + len(st.Value) + 32
+			r.ServedBytes.Add(int64(len(st.Key) + len(st.Value)))
 			if size >= fetchBatch {
 				reply(batch)
 				batch = &wire.Msg{Kind: wire.KindEntries, ID: m.ID}

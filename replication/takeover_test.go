@@ -129,3 +129,54 @@ func TestReadOfInDoubtWrite(t *testing.T) {
 		return get() == "$7\r\nunacked\r\n"
 	})
 }
+
+// TestHandoverSkipsLeaseWait: when the old primary has applied the table
+// that moved its slot (a drain hands primaries over this way), the new
+// primary serves without waiting out the old one's lease; when the old
+// primary has not (it may still acknowledge), the new one waits.
+func TestHandoverSkipsLeaseWait(t *testing.T) {
+	t.Parallel()
+	const lease = 3 * time.Second
+	tn, t1 := newCluster(t, harnessConfig{Lease: lease})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	keys := keysWith(t, t1, "ho", 5, primaryIs("A", "C", "B"))
+	slot := ring.Slot(keys[0])
+	ctx := context.Background()
+	for _, k := range keys {
+		if err := a.set(ctx, k, "before "+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Handed over: A applies t2 first.
+	t2 := t1.Demote(2, func(id ring.NodeID) bool { return id == "A" })
+	a.setTable(t2)
+	a.waitTable(t, 2)
+	start := time.Now()
+	b.setTable(t2)
+	c.setTable(t2)
+	waitFor(t, 2*lease, "C to serve the handed-over slot", func() bool { return c.rep.Serving(slot) })
+	if took := time.Since(start); took >= lease {
+		t.Fatalf("C served %v after the handover, not before A's lease (%v) ran out", took, lease)
+	}
+	for _, k := range keys {
+		if st, ok := c.lookup(k); !ok || st.Value != "before "+k {
+			t.Fatalf("C serves %s as %+v, %v", k, st, ok)
+		}
+	}
+	// Not handed over: C, cut off, never applies t3 and might still be
+	// acknowledging; the slot's new primary waits out C's lease.
+	t3 := t2.Demote(3, func(id ring.NodeID) bool { return id == "C" })
+	if t3.Primary(slot) == "C" {
+		t.Fatalf("t3 keeps C primary of slot %d", slot)
+	}
+	newP := tn.node(t3.Primary(slot))
+	c.partition() // C never sees t3 and may still think it serves
+	start = time.Now()
+	for _, n := range []*testNode{a, b} {
+		n.setTable(t3)
+	}
+	waitFor(t, 3*lease, string(newP.id)+" to serve after C's lease", func() bool { return newP.rep.Serving(slot) })
+	if took := time.Since(start); took < lease-200*time.Millisecond {
+		t.Fatalf("%s served %v after the table change, before C's lease (%v) could have run out", newP.id, took, lease)
+	}
+}
