@@ -11,16 +11,24 @@ import (
 )
 
 // Nemesis names accepted by --nemesis.
-var Nemeses = []string{"kill", "pause", "partition", "rolling", "disk", "clock"}
+var Nemeses = []string{"kill", "pause", "partition", "rolling", "disk", "clock", "membership", "latency"}
+
+// latencies are the one-way delays the latency nemesis adds to cluster
+// links: far below the local failure detector's second, up to a good
+// share of it.
+var latencies = []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond}
 
 // clockOffsets are the skews the clock nemesis gives a node: seconds to
 // an hour either way. Expiry is absolute and decided by the node's clock,
 // so a stash written while the clock is behind by d expires d early in
-// real time (and one checked while it is ahead, d early too): every
-// offset is kept well under the stash workload's 2h TTL so that a skew
-// alone never expires an acknowledged stash within a run. An offset of
-// the TTL's size does expire them — a real hazard of skewed clocks,
-// documented in jepsen/README.md.
+// real time (and one checked while it is ahead, d early too). The skews
+// add up: a stash written during −1h on a node and checked there during
+// a later +1h has lost 2h. The widest swing (2h) is kept well under the
+// stash workload's TTL (stashTTL, 6h) so that skews alone never expire an
+// acknowledged stash within a run; with a 2h TTL they did (44 stashes
+// minted on a node at −1h expired when the same node went to +1h). A
+// swing of the TTL's size is a real hazard of skewed clocks, documented
+// in jepsen/README.md.
 var clockOffsets = []time.Duration{-time.Hour, -10 * time.Minute, -30 * time.Second, 5 * time.Second, 90 * time.Second, 30 * time.Minute, time.Hour}
 
 // Window is one fault, from injection to the end of its healing.
@@ -43,14 +51,63 @@ type fault struct {
 
 type nemesis struct {
 	nw    *Net
-	nodes []*Node
+	fleet *fleet
+	size  int    // the cluster's size at start (--nodes)
+	proxy *Proxy // nil unless the latency nemesis is on
+	// spawn makes (but does not start) a node on a new host that joins
+	// the given members (membership nemesis).
+	spawn func(ctx context.Context, members []*Node) (*Node, error)
 	r     *rand.Rand
 	log   func(string, ...any)
 }
 
-func (m *nemesis) pick() *Node { return m.nodes[m.r.IntN(len(m.nodes))] }
+func (m *nemesis) pick() *Node {
+	ns := m.fleet.Members()
+	return ns[m.r.IntN(len(ns))]
+}
+
+// settle waits, up to a deadline, for the cluster to agree on its members.
+func (m *nemesis) settle(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 120*time.Second)
+	defer cancel()
+	return waitSettled(ctx, m.fleet.Members())
+}
+
+// membership adds a fresh node or removes one for good, keeping the
+// cluster between size-1 and size+1 nodes and never below 3.
+func (m *nemesis) membership(ctx context.Context) (fault, error) {
+	ns := m.fleet.Members()
+	lo, hi := max(3, m.size-1), m.size+1
+	var grow bool
+	switch {
+	case len(ns) <= lo:
+		grow = true
+	case len(ns) >= hi:
+		grow = false
+	default:
+		grow = m.r.IntN(2) == 0
+	}
+	if grow {
+		n, err := m.spawn(ctx, ns)
+		if err != nil {
+			return fault{}, err
+		}
+		m.fleet.add(n)
+		if err := m.restart(ctx, n); err != nil {
+			n.Stop(10 * time.Second)
+			return fault{}, fmt.Errorf("adding %s: %w", n.Name, err)
+		}
+		m.fleet.join(n) // clients may use it once it is ready
+		return fault{"add " + n.Name, m.settle}, nil
+	}
+	n := ns[m.r.IntN(len(ns))]
+	m.fleet.leave(n) // clients move off it before it stops
+	n.Stop(60 * time.Second)
+	return fault{"remove " + n.Name, m.settle}, nil
+}
 
 func (m *nemesis) restart(ctx context.Context, n *Node) error {
+	n.rejoin(m.fleet.Members()) // the peers it started with may have been removed since
 	if err := n.Start(); err != nil {
 		return err
 	}
@@ -93,11 +150,22 @@ func (m *nemesis) inject(ctx context.Context, name string) (fault, error) {
 			return fault{}, err
 		}
 		return fault{fmt.Sprintf("clock %s %+v", n.Name, d), func(ctx context.Context) error { return n.SetClock(ctx, 0) }}, nil
+	case "membership":
+		return m.membership(ctx)
+	case "latency":
+		d := latencies[m.r.IntN(len(latencies))]
+		if m.r.IntN(2) == 0 {
+			m.proxy.Set(d, "", 0)
+			return fault{fmt.Sprintf("latency all links +%v", d), m.fastNet}, nil
+		}
+		n := m.pick()
+		m.proxy.Set(0, n.IP, d)
+		return fault{fmt.Sprintf("latency %s links +%v", n.Name, d), m.fastNet}, nil
 	case "rolling":
 		// The fault is the whole roll: each node in turn gets SIGTERM, is
 		// restarted on its data dir, and must pass /readyz before the next.
 		start := time.Now()
-		for _, n := range m.nodes {
+		for _, n := range m.fleet.Members() {
 			n.Stop(60 * time.Second)
 			if err := m.restart(ctx, n); err != nil {
 				return fault{}, err
@@ -113,7 +181,7 @@ func (m *nemesis) inject(ctx context.Context, name string) (fault, error) {
 // the clients, so it is isolated from them.
 func (m *nemesis) grudge() (string, map[*Node][]string) {
 	g := map[*Node][]string{}
-	ns := m.nodes
+	ns := m.fleet.Members()
 	N := len(ns)
 	cut := func(a, b *Node) { g[a] = append(g[a], b.IP) }
 	if N == 1 {
@@ -186,9 +254,14 @@ func (m *nemesis) partition(ctx context.Context, g map[*Node][]string) error {
 	return nil
 }
 
+func (m *nemesis) fastNet(context.Context) error {
+	m.proxy.Set(0, "", 0)
+	return nil
+}
+
 func (m *nemesis) healNet(ctx context.Context) error {
 	var first error
-	for _, n := range m.nodes {
+	for _, n := range m.fleet.All() {
 		if err := m.nw.IPTables(ctx, n.Host, "-F", "INPUT"); err != nil && first == nil {
 			first = err
 		}

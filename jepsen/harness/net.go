@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -131,11 +133,15 @@ type Host struct {
 // Net is the harness's virtual network: a namespace holding a bridge (and
 // the harness's own address, Subnet+"1"), and one namespace per node
 // joined to the bridge by a veth pair. Everything lives in namespaces the
-// harness created; the root namespace is not touched.
+// harness created; the root namespace is not touched. Hosts may be added
+// while a run goes on (the membership nemesis); Hosts and AddHost are
+// safe for concurrent use.
 type Net struct {
 	ID    string // Prefix + pid
 	HubNS string
-	Hosts []Host
+
+	mu    sync.Mutex // guards hosts
+	hosts []Host
 }
 
 // HarnessIP is the address clients use as their source.
@@ -144,8 +150,8 @@ const HarnessIP = Subnet + "1"
 // OpenNet creates the namespaces, bridge and links for n nodes. On error
 // whatever was created is removed.
 func OpenNet(ctx context.Context, n int) (nw *Net, err error) {
-	if n < 1 || n > 200 {
-		return nil, fmt.Errorf("nodes: %d out of range 1..200", n)
+	if n < 1 || n > maxHosts {
+		return nil, fmt.Errorf("nodes: %d out of range 1..%d", n, maxHosts)
 	}
 	id := fmt.Sprintf("%s%d", Prefix, os.Getpid())
 	nw = &Net{ID: id, HubNS: id + "-hub"}
@@ -163,26 +169,57 @@ func OpenNet(ctx context.Context, n int) (nw *Net, err error) {
 		{"-n", hub, "addr", "add", HarnessIP + "/24", "dev", "br0"},
 		{"-n", hub, "link", "set", "br0", "up"},
 	}
-	for i := 1; i <= n; i++ {
-		h := Host{Name: fmt.Sprintf("n%d", i), NS: fmt.Sprintf("%s-n%d", id, i), IP: fmt.Sprintf("%s%d", Subnet, 10+i)}
-		nw.Hosts = append(nw.Hosts, h)
-		v := fmt.Sprintf("v%d", i)
-		steps = append(steps,
-			[]string{"netns", "add", h.NS},
-			[]string{"-n", h.NS, "link", "set", "lo", "up"},
-			[]string{"-n", hub, "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", h.NS},
-			[]string{"-n", hub, "link", "set", v, "master", "br0"},
-			[]string{"-n", hub, "link", "set", v, "up"},
-			[]string{"-n", h.NS, "addr", "add", h.IP + "/24", "dev", "eth0"},
-			[]string{"-n", h.NS, "link", "set", "eth0", "up"},
-		)
-	}
 	for _, s := range steps {
 		if err := run(ctx, "ip", s...); err != nil {
 			return nw, err
 		}
 	}
+	for i := 0; i < n; i++ {
+		if _, err := nw.AddHost(ctx); err != nil {
+			return nw, err
+		}
+	}
 	return nw, nil
+}
+
+// maxHosts bounds the hosts of one run (node i has address Subnet+(10+i)).
+const maxHosts = 200
+
+// Hosts returns the hosts created so far, in order.
+func (nw *Net) Hosts() []Host {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	return slices.Clone(nw.hosts)
+}
+
+// AddHost creates the next node namespace (n1, n2, …) and links it to the
+// bridge. A host whose creation failed is still recorded, so Close
+// removes what was made of it.
+func (nw *Net) AddHost(ctx context.Context) (Host, error) {
+	nw.mu.Lock()
+	i := len(nw.hosts) + 1
+	if i > maxHosts {
+		nw.mu.Unlock()
+		return Host{}, fmt.Errorf("no more than %d hosts", maxHosts)
+	}
+	h := Host{Name: fmt.Sprintf("n%d", i), NS: fmt.Sprintf("%s-n%d", nw.ID, i), IP: fmt.Sprintf("%s%d", Subnet, 10+i)}
+	nw.hosts = append(nw.hosts, h)
+	nw.mu.Unlock()
+	hub, v := nw.HubNS, fmt.Sprintf("v%d", i)
+	for _, s := range [][]string{
+		{"netns", "add", h.NS},
+		{"-n", h.NS, "link", "set", "lo", "up"},
+		{"-n", hub, "link", "add", v, "type", "veth", "peer", "name", "eth0", "netns", h.NS},
+		{"-n", hub, "link", "set", v, "master", "br0"},
+		{"-n", hub, "link", "set", v, "up"},
+		{"-n", h.NS, "addr", "add", h.IP + "/24", "dev", "eth0"},
+		{"-n", h.NS, "link", "set", "eth0", "up"},
+	} {
+		if err := run(ctx, "ip", s...); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
 }
 
 // Close kills every process left in the namespaces and deletes them (the
@@ -191,7 +228,7 @@ func (nw *Net) Close() error {
 	ctx := context.Background()
 	var errs []error
 	all := []string{nw.HubNS}
-	for _, h := range nw.Hosts {
+	for _, h := range nw.Hosts() {
 		all = append(all, h.NS)
 	}
 	for _, ns := range all {
@@ -212,33 +249,38 @@ func (nw *Net) IPTables(ctx context.Context, h Host, args ...string) error {
 }
 
 // DialContext dials from inside the hub namespace, so the harness reaches
-// the nodes without any address in the root namespace. The socket is made
-// on a throwaway OS thread switched into the namespace; a socket keeps its
+// the nodes without any address in the root namespace. A socket keeps its
 // namespace for life, so the connection is then used from anywhere.
 func (nw *Net) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan result, 1)
+	var c net.Conn
+	err := inNS(nw.HubNS, func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// inNS runs f on a throwaway OS thread switched (setns) into the network
+// namespace ns, and waits for it: sockets f makes belong to ns for life.
+func inNS(ns string, f func() error) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		// Never unlocked: the thread ends with this goroutine, so its
 		// namespace switch cannot leak into other goroutines.
-		f, err := os.Open(filepath.Join("/var/run/netns", nw.HubNS))
+		nf, err := os.Open(filepath.Join("/var/run/netns", ns))
 		if err != nil {
-			ch <- result{nil, err}
+			ch <- err
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("setns %s: %w", nw.HubNS, err)}
+		defer nf.Close()
+		if err := unix.Setns(int(nf.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- fmt.Errorf("setns %s: %w", ns, err)
 			return
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, addr)
-		ch <- result{c, err}
+		ch <- f()
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }

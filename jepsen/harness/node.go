@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,7 +34,7 @@ type Node struct {
 	LogPath string
 	nw      *Net
 
-	mu      sync.Mutex // guards cmd, exited, exitErr, stderr
+	mu      sync.Mutex // guards cmd, exited, exitErr, stderr, and Args once started
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	exitErr error
@@ -243,8 +244,27 @@ func (m multiWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// nodeArgs builds a node's command line.
-func nodeArgs(h Host, all []Host, dataDir, secretFile string, replicas int, extra []string) []string {
+// rejoin points the node's --join, if it has one, at the given members
+// (other than itself), for its next Start.
+func (n *Node) rejoin(members []*Node) {
+	var join []string
+	for _, o := range members {
+		if o != n {
+			join = append(join, fmt.Sprintf("%s:%d", o.IP, GossipPort))
+		}
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if i := slices.Index(n.Args, "--join"); i >= 0 && i+1 < len(n.Args) && len(join) > 0 {
+		n.Args = slices.Clone(n.Args)
+		n.Args[i+1] = strings.Join(join, ",")
+	}
+}
+
+// nodeArgs builds a node's command line. With peers the node is in
+// cluster mode and joins them; expect > 0 makes it one of the nodes that
+// form the cluster (--bootstrap-expect), 0 one that waits to be added.
+func nodeArgs(h Host, peers []Host, expect int, dataDir, secretFile string, replicas int, extra []string) []string {
 	a := []string{
 		"--name", h.Name,
 		"--bind", h.IP,
@@ -257,15 +277,16 @@ func nodeArgs(h Host, all []Host, dataDir, secretFile string, replicas int, extr
 		"--protected-mode=false",
 		"--log-format", "json",
 	}
-	if len(all) > 1 {
-		var peers []string
-		for _, o := range all {
-			if o.Name != h.Name {
-				peers = append(peers, fmt.Sprintf("%s:%d", o.IP, GossipPort))
-			}
+	if len(peers) > 0 {
+		var join []string
+		for _, o := range peers {
+			join = append(join, fmt.Sprintf("%s:%d", o.IP, GossipPort))
 		}
-		a = append(a, "--join", strings.Join(peers, ","), "--bootstrap-expect", fmt.Sprint(len(all)),
-			"--replicas", fmt.Sprint(replicas), "--cluster-profile", "local")
+		a = append(a, "--join", strings.Join(join, ","))
+		if expect > 0 {
+			a = append(a, "--bootstrap-expect", fmt.Sprint(expect))
+		}
+		a = append(a, "--replicas", fmt.Sprint(replicas), "--cluster-profile", "local")
 	}
 	return append(a, extra...)
 }

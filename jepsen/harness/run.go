@@ -83,11 +83,14 @@ func (c *Config) defaults() error {
 			if n == "clock" {
 				msg += "; clock needs a --fault-hooks flag in stashnode, which does not exist yet"
 			}
-			if n == "membership" {
-				msg += "; membership needs clustering"
-			}
 			errs = append(errs, errors.New(msg))
 		}
+	}
+	if slices.Contains(c.Nemesis, "membership") && c.Nodes < 3 {
+		errs = append(errs, fmt.Errorf("Nemesis: membership needs at least 3 nodes (it never goes below 3), not %d", c.Nodes))
+	}
+	if slices.Contains(c.Nemesis, "latency") && c.Nodes < 2 {
+		errs = append(errs, errors.New("Nemesis: latency delays links between nodes and needs at least 2"))
 	}
 	if c.Rate < 0 || c.Concurrency < 1 {
 		errs = append(errs, errors.New("Rate and Concurrency must be positive"))
@@ -97,6 +100,11 @@ func (c *Config) defaults() error {
 	}
 	return nil
 }
+
+// MembershipDownGrace is the --down-grace the harness gives the nodes when
+// the membership nemesis is on (unless NodeArgs sets one): a removed node's
+// replica places move to the others only after it.
+const MembershipDownGrace = 10 * time.Second
 
 // ErrConfig marks an invalid Config.
 var ErrConfig = errors.New("invalid jepsen config")
@@ -173,23 +181,68 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 	if slices.Contains(cfg.Nemesis, "clock") {
 		nodeExtra = append([]string{"--fault-hooks"}, nodeExtra...)
 	}
-	var nodes []*Node
-	for _, h := range nw.Hosts {
-		dir := filepath.Join(tmp, h.Name)
-		nodes = append(nodes, &Node{Host: h, Bin: bin, DataDir: dir, nw: nw,
-			LogPath: filepath.Join(cfg.Out, h.Name+".log"),
-			Args:    nodeArgs(h, nw.Hosts, dir, secretFile, cfg.Replicas, nodeExtra)})
+	if slices.Contains(cfg.Nemesis, "membership") && !slices.ContainsFunc(cfg.NodeArgs, func(a string) bool { return strings.HasPrefix(strings.TrimLeft(a, "-"), "down-grace") }) {
+		// A removed node's places move only after the down grace.
+		nodeExtra = append([]string{"--down-grace", MembershipDownGrace.String()}, nodeExtra...)
 	}
+	var proxy *Proxy
+	if slices.Contains(cfg.Nemesis, "latency") {
+		proxy = NewProxy(nw)
+		defer proxy.Close()
+	}
+	mkNode := func(h Host, peers []Host, expect int) *Node {
+		dir := filepath.Join(tmp, h.Name)
+		return &Node{Host: h, Bin: bin, DataDir: dir, nw: nw,
+			LogPath: filepath.Join(cfg.Out, h.Name+".log"),
+			Args:    nodeArgs(h, peers, expect, dir, secretFile, cfg.Replicas, nodeExtra)}
+	}
+	var nodes []*Node
+	hosts := nw.Hosts()
+	for _, h := range hosts {
+		var peers []Host
+		for _, o := range hosts {
+			if o.Name != h.Name {
+				peers = append(peers, o)
+			}
+		}
+		nodes = append(nodes, mkNode(h, peers, len(hosts)))
+	}
+	fl := newFleet(nodes)
 	defer func() {
-		for _, n := range nodes {
+		for _, n := range fl.All() {
 			n.Stop(5 * time.Second)
 		}
 	}()
 	for _, n := range nodes {
 		os.Remove(n.LogPath)
+		if proxy != nil {
+			if err := proxy.Install(ctx, n.Host); err != nil {
+				return nil, err
+			}
+		}
 		if err := n.Start(); err != nil {
 			return nil, err
 		}
+	}
+	// spawn makes a node on a new host that joins members (no
+	// --bootstrap-expect: it waits to be added by the leader).
+	spawn := func(ctx context.Context, members []*Node) (*Node, error) {
+		h, err := nw.AddHost(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if proxy != nil {
+			if err := proxy.Install(ctx, h); err != nil {
+				return nil, err
+			}
+		}
+		var peers []Host
+		for _, m := range members {
+			peers = append(peers, m.Host)
+		}
+		n := mkNode(h, peers, 0)
+		os.Remove(n.LogPath)
+		return n, nil
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -216,18 +269,18 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 		if len(cfg.Nemesis) == 0 {
 			return
 		}
-		m := &nemesis{nw: nw, nodes: nodes, r: rand.New(rand.NewPCG(cfg.Seed, 1)), log: logf}
+		m := &nemesis{nw: nw, fleet: fl, size: cfg.Nodes, proxy: proxy, spawn: spawn, r: rand.New(rand.NewPCG(cfg.Seed, 1)), log: logf}
 		windows = m.schedule(wctx, rec, cfg.Nemesis, cfg.Interval)
 	}()
 	logf("workload %s, %d clients, %s, nemesis %v", cfg.Workload, cfg.Concurrency, cfg.Time, cfg.Nemesis)
-	runClients(wctx, nodes, nw, rec, g, cfg.Concurrency, cfg.Rate, cfg.Timeout)
+	runClients(wctx, fl, nw, rec, g, cfg.Concurrency, cfg.Rate, cfg.Timeout)
 	<-nemDone
 	if ctx.Err() != nil {
 		rec.Flush()
 		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
-	// Everything healed: make sure every node is back before the final reads.
-	for _, n := range nodes {
+	// Everything healed: make sure every member is back before the final reads.
+	for _, n := range fl.Members() {
 		if gone, _, _ := n.exitInfo(); gone {
 			n.Start()
 		}
@@ -238,8 +291,11 @@ func Run(ctx context.Context, cfg Config) (*Results, error) {
 			logf("%s not ready for the final reads: %v", n.Name, err)
 		}
 	}
+	if proxy != nil {
+		logf("latency proxy forwarded %d cluster connections", proxy.Served())
+	}
 	logf("final reads")
-	finalReads(ctx, nodes, nw, rec, g, cfg.Timeout)
+	finalReads(ctx, fl.Members(), nw, rec, g, cfg.Timeout)
 	if err := rec.Flush(); err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}

@@ -136,6 +136,27 @@ func TestScenarioClock(t *testing.T) {
 	}
 }
 
+// Membership on three nodes: a fourth joins, then one of the four is
+// removed for good (SIGTERM; its places move after the 10 s down grace),
+// and clients on it move to the others.
+func TestScenarioMembership(t *testing.T) {
+	res := scenario(t, Config{Nodes: 3, Nemesis: []string{"membership"}, Workload: Stash, Time: 25 * time.Second})
+	var added, removed bool
+	for _, w := range res.Windows {
+		if strings.Contains(w.Label, "failed") {
+			t.Errorf("fault window %q", w.Label)
+		}
+		added = added || strings.HasPrefix(w.Label, "add ")
+		removed = removed || strings.HasPrefix(w.Label, "remove ")
+	}
+	if !added || !removed {
+		t.Errorf("want a node added and one removed, got %+v", res.Windows)
+	}
+	if !res.Valid {
+		t.Fatal("invalid")
+	}
+}
+
 // The harness must be able to fail: with --fsync batch a SIGKILL loses the
 // writes acknowledged in the last few milliseconds.
 func TestScenarioUnsafeKillLosesWrites(t *testing.T) {

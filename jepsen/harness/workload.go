@@ -20,6 +20,10 @@ const (
 	Stash    = "stash"    // STASH.PUT/SET/GET/DEL with unique values; checked for lost, stale, resurrected
 )
 
+// stashTTL is the lifetime of the stash workload's stashes: far longer than
+// a run, and than the widest swing of the clock nemesis (see clockOffsets).
+const stashTTL = 6 * time.Hour
+
 // client is one logical Jepsen client: one connection to one node, one
 // operation at a time, no retries (a retry would hide what happened).
 type client struct {
@@ -151,7 +155,7 @@ func (c *client) do(ctx context.Context, rec *Recorder, g *gen, inv Event) {
 	case g.workload == Register && inv.F == "del":
 		count, err = c.rdb.Del(ctx, inv.Key).Result()
 	case inv.F == "put":
-		key, err = c.rdb.Do(ctx, "STASH.PUT", inv.Value, "TTL", 7200).Text()
+		key, err = c.rdb.Do(ctx, "STASH.PUT", inv.Value, "TTL", int(stashTTL/time.Second)).Text()
 	case inv.F == "set":
 		err = c.rdb.Do(ctx, "STASH.SET", inv.Key, inv.Value).Err()
 	case inv.F == "get":
@@ -183,18 +187,29 @@ func (c *client) do(ctx context.Context, rec *Recorder, g *gen, inv Event) {
 }
 
 // runClients runs concurrency clients until ctx ends, spread over the
-// nodes, at about rate operations per second in total.
-func runClients(ctx context.Context, nodes []*Node, nw *Net, rec *Recorder, g *gen, concurrency int, rate float64, timeout time.Duration) {
+// members, at about rate operations per second in total. Client i talks to
+// member i mod members; when the members change it moves (a new
+// connection) to the member that formula now gives, so clients leave a
+// removed node before it stops and some reach a new one.
+func runClients(ctx context.Context, fl *fleet, nw *Net, rec *Recorder, g *gen, concurrency int, rate float64, timeout time.Duration) {
 	var wg sync.WaitGroup
 	for i := 0; i < concurrency; i++ {
-		c := newClient(i, nodes[i%len(nodes)], nw, timeout)
+		n, ver := fl.nodeFor(i)
+		c := newClient(i, n, nw, timeout)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer c.rdb.Close()
+			defer func() { c.rdb.Close() }()
 			r := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
 			mean := time.Duration(float64(concurrency) / rate * float64(time.Second))
 			for seq := 0; ctx.Err() == nil; seq++ {
+				if fl.Version() != ver {
+					var n *Node
+					if n, ver = fl.nodeFor(i); n != c.node {
+						c.rdb.Close()
+						c = newClient(i, n, nw, timeout)
+					}
+				}
 				inv := g.next(c, r, seq)
 				opCtx, cancel := context.WithTimeout(context.Background(), 2*timeout)
 				c.do(opCtx, rec, g, inv)
