@@ -274,3 +274,45 @@ func (r *Replicator) catchUp() {
 		}
 	}
 }
+
+// WaitCopies waits until, for every given slot, each replica table t
+// names (other than this node) reports a complete copy: the primary
+// serves the slot, the backups are in sync with it. A node leaving the
+// cluster for good calls it with the table that no longer names it, so
+// that it goes only once its slots have their full replica count
+// elsewhere. progress, if not nil, gets the number of slots still short
+// after each round.
+func (r *Replicator) WaitCopies(ctx context.Context, t *ring.Table, slots []uint16, progress func(left int)) error {
+	for {
+		bySource := make(map[ring.NodeID][]uint16)
+		for _, s := range slots {
+			for _, id := range t.Replicas(s) {
+				if id != r.cfg.Self {
+					bySource[id] = append(bySource[id], s)
+				}
+			}
+		}
+		short := make(map[uint16]bool)
+		for id, ss := range bySource {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			rep, err := r.peer(id).call(cctx, &wire.Msg{Kind: wire.KindDigest, Slots: ss})
+			cancel()
+			for i, s := range ss {
+				if err != nil || i >= len(rep.States) || rep.States[i]&wire.SlotComplete == 0 {
+					short[s] = true
+				}
+			}
+		}
+		if progress != nil {
+			progress(len(short))
+		}
+		if len(short) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d slots still short of copies: %w", len(short), ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

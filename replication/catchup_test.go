@@ -143,6 +143,26 @@ func TestNewReplicaIsFilled(t *testing.T) {
 	}
 	d := tn.node("D")
 	d.waitTable(t, 3)
+	// C, leaving, waits until its slots have their copies elsewhere; by
+	// then D holds them.
+	var cSlots []uint16
+	for s := range ring.Slots {
+		if containsID(t1.Replicas(uint16(s)), "C") {
+			cSlots = append(cSlots, uint16(s))
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := tn.node("C").rep.WaitCopies(wctx, t2, cSlots, nil); err != nil {
+		t.Fatalf("WaitCopies: %v", err)
+	}
+	for _, k := range keys {
+		if containsID(t2.Replicas(ring.Slot(k)), "D") {
+			if _, ok := d.lookup(k); !ok {
+				t.Fatalf("WaitCopies returned before D held %s", k)
+			}
+		}
+	}
 	waitFor(t, 10*time.Second, "D to hold every key it replicates", func() bool {
 		for _, k := range keys {
 			if !containsID(t2.Replicas(ring.Slot(k)), "D") || t2.Primary(ring.Slot(k)) == "D" {
