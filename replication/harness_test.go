@@ -384,7 +384,7 @@ func (n *testNode) waitTable(t testing.TB, e uint64) {
 
 func (n *testNode) waitReady(t testing.TB) {
 	t.Helper()
-	waitFor(t, 5*time.Second, string(n.id)+" to be ready", func() bool {
+	waitFor(t, 15*time.Second, string(n.id)+" to be ready", func() bool {
 		ok, _ := n.rep.Ready()
 		return ok
 	})

@@ -54,6 +54,18 @@ func (p *peer) close() {
 	}
 }
 
+// drop fails the current connection, if any, with err: the calls on it
+// end, and the next call dials again.
+func (p *peer) drop(err error) {
+	p.mu.Lock()
+	c := p.conn
+	p.conn = nil
+	p.mu.Unlock()
+	if c != nil {
+		c.fail(err)
+	}
+}
+
 // get returns a live connection, dialing one if needed.
 func (p *peer) get(ctx context.Context) (*peerConn, error) {
 	p.mu.Lock()

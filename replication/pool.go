@@ -8,11 +8,15 @@ import "time"
 // stack each time. An idle worker exits after workerIdle.
 type workers struct {
 	work chan func() // unbuffered: a send succeeds only if a worker is idle
+	stop <-chan struct{}
 }
 
 const workerIdle = 10 * time.Second
 
-func newWorkers() *workers { return &workers{work: make(chan func())} }
+// newWorkers returns a pool whose idle workers exit when stop closes.
+func newWorkers(stop <-chan struct{}) *workers {
+	return &workers{work: make(chan func()), stop: stop}
+}
 
 // run runs f on an idle worker, or on a new one.
 func (w *workers) run(f func()) {
@@ -33,6 +37,8 @@ func (w *workers) loop(f func()) {
 			f()
 			t.Reset(workerIdle)
 		case <-t.C:
+			return
+		case <-w.stop:
 			return
 		}
 	}

@@ -166,18 +166,18 @@ func New(cfg Config) (*Replicator, error) {
 		cfg.AntiEntropy = time.Minute
 	}
 	r := &Replicator{
-		cfg:     cfg,
-		store:   cfg.Store,
-		cl:      cfg.Cluster,
-		log:     cfg.Logger,
-		peers:   make(map[ring.NodeID]*peer),
-		stop:    make(chan struct{}),
-		conns:   make(map[net.Conn]struct{}),
-		workers: newWorkers(),
+		cfg:   cfg,
+		store: cfg.Store,
+		cl:    cfg.Cluster,
+		log:   cfg.Logger,
+		peers: make(map[ring.NodeID]*peer),
+		stop:  make(chan struct{}),
+		conns: make(map[net.Conn]struct{}),
 	}
 	if err := r.initLost(); err != nil {
 		return nil, err
 	}
+	r.workers = newWorkers(r.stop)
 	r.pend.init()
 	r.dl = deadlines{tick: 50 * time.Millisecond, stop: r.stop}
 	return r, nil

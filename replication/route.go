@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/stashcluster/stash/internal/wire"
 	"github.com/stashcluster/stash/ring"
@@ -59,10 +60,20 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 	for i, a := range args {
 		own[i] = append([]byte(nil), a...)
 	}
-	rep, err := r.peer(p).call(ctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: own})
+	// A primary answers within the replication timeout (a write waits
+	// that long for its backups at most). No answer well after that: the
+	// stream is dead without having failed (a black-holed link), so
+	// drop it for the next calls and give up on this one.
+	fctx, cancel := context.WithTimeout(ctx, 2*r.cfg.Timeout+time.Second)
+	defer cancel()
+	pr := r.peer(p)
+	rep, err := pr.call(fctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: own})
 	if errors.Is(err, errNotSent) {
 		// The primary never saw it: certainly not applied.
 		return nil, &Error{"TRYAGAIN", fmt.Sprintf("primary %s of slot %d unreachable: %v", p, slot, err)}
+	}
+	if err != nil && ctx.Err() == nil && fctx.Err() != nil {
+		pr.drop(fmt.Errorf("%w: no answer to a forwarded command in %v", errPeerGone, 2*r.cfg.Timeout+time.Second))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("forwarding to %s: %w", p, err)
