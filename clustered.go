@@ -57,9 +57,12 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 	ccfg.Replicas = cfg.Replicas
 	ccfg.DownGrace = cfg.DownGrace
 	ccfg.Profile = cfg.ClusterProfile
+	ccfg.Network = cfg.Network
 	ccfg.Logger = n.log.With("part", "cluster")
 	host := cfg.Advertise
-	if host == "" {
+	if host == "" || cfg.Network != nil {
+		// With a Network, Advertise is an address on it; the client and
+		// admin ports are where they listen on the OS network.
 		host = ccfg.BindAddr
 	}
 	if n.respLn != nil {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/stashcluster/stash/cluster"
 )
 
 // Fsync policies for Config.Fsync.
@@ -126,6 +128,14 @@ type Config struct {
 	// tests (jepsen/ clock nemesis); never turn it on in production.
 	// Default off.
 	FaultHooks bool
+
+	// Network, if not nil, carries this member's cluster traffic (gossip,
+	// raft, node-to-node data) instead of the operating system's network;
+	// the client and admin ports stay on the OS network. For tests and
+	// embedding: package stashtest provides an in-memory Network that can
+	// partition, drop and delay, and starts whole clusters on it. Default
+	// nil.
+	Network cluster.Network
 
 	// Logger receives the node's decisions. Nil discards.
 	Logger *slog.Logger

@@ -66,6 +66,13 @@ type Config struct {
 	// ClusterListener, if not nil, is used instead of listening on
 	// BindAddr:ClusterPort. The Node owns it from Open on and closes it.
 	ClusterListener net.Listener
+	// Network, if not nil, carries all of the node's cluster traffic
+	// instead of the operating system's network: the cluster port (unless
+	// ClusterListener is set), the streams it dials to other nodes'
+	// cluster ports (raft and data), and gossip (memberlist's packets and
+	// streams). For tests and embedding; package stashtest has an
+	// in-memory Network that can partition, drop and delay. Default nil.
+	Network Network
 
 	// Join lists gossip addresses of other nodes, "host:port" or "host"
 	// (port 7946), where host is an IP address or a DNS name. Names are

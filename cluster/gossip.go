@@ -49,6 +49,14 @@ func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 		c.IndirectChecks = 1
 		c.RetransmitMult = 2
 	}
+	if n.cfg.Network != nil {
+		t, err := openGossipTransport(n.cfg.Network, n.cfg.BindAddr, n.cfg.GossipPort, n.log.With("component", "memberlist"))
+		if err != nil {
+			return nil, err
+		}
+		c.Transport = t
+		c.BindPort, c.AdvertisePort = t.port, t.port
+	}
 	d := &gossipDelegate{n: n}
 	c.Delegate, c.Events, c.Alive, c.Merge = d, d, d, d
 	c.Logger = log.New(levelWriter{log: n.log.With("component", "memberlist")}, "", 0)

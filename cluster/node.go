@@ -126,7 +126,12 @@ func (n *Node) start() error {
 	ln := cfg.ClusterListener
 	if ln == nil {
 		var err error
-		ln, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.ClusterPort)))
+		addr := net.JoinHostPort(cfg.BindAddr, strconv.Itoa(cfg.ClusterPort))
+		if cfg.Network != nil {
+			ln, err = cfg.Network.Listen(addr)
+		} else {
+			ln, err = net.Listen("tcp", addr)
+		}
 		if err != nil {
 			return fmt.Errorf("cluster: cluster port: %w", err)
 		}
@@ -141,6 +146,9 @@ func (n *Node) start() error {
 	tc.Secret = cfg.Secret
 	tc.Kinds = []transport.Kind{transport.KindRaft, transport.KindData}
 	tc.Logger = n.log.With("component", "transport")
+	if cfg.Network != nil {
+		tc.Dial = cfg.Network.Dial
+	}
 	mux, err := transport.Open(ln, tc)
 	if err != nil {
 		ln.Close()
@@ -161,7 +169,7 @@ func (n *Node) start() error {
 		return fmt.Errorf("cluster: advertised cluster address: %w", err)
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: &streamLayer{Listener: mux.Listener(transport.KindRaft), mux: mux, addr: adv},
+		Stream: &streamLayer{Listener: mux.Listener(transport.KindRaft), mux: mux, addr: adv, ctx: n.ctx},
 		// Dial a server where gossip says it is now, so that nodes that
 		// all came back at new addresses (Kubernetes pods) still reach
 		// each other to elect the leader that records those addresses.
@@ -207,6 +215,9 @@ func (n *Node) start() error {
 		return err
 	}
 	if n.ml, err = memberlist.Create(mc); err != nil {
+		if mc.Transport != nil {
+			mc.Transport.Shutdown() // ours (Network); memberlist may not have taken it
+		}
 		return fmt.Errorf("cluster: start gossip: %w", err)
 	}
 	// memberlist wrote the port it bound into mc (cfg.GossipPort may be 0).
@@ -532,26 +543,8 @@ func (n *Node) Leave(ctx context.Context) error {
 	}
 	var errs []error
 	others := n.ml.NumMembers() > 1
-	if others && n.raft.State() == raft.Leader && n.otherVoter() {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.log.Warn("leadership transfer before leaving failed; will retry", "err", err)
-		} else {
-			n.log.Info("handed leadership over before leaving")
-		}
-	}
-	n.metaMu.Lock()
-	n.self.Leaving = true
-	n.metaMu.Unlock()
-	n.log.Info("leaving the cluster")
-	select {
-	case n.gossipKick <- struct{}{}: // in case this node leads
-	default:
-	}
-	if others {
-		n.ml.UpdateNode(remaining(ctx, n.timing.metaUpdate))
-		if err := n.waitGone(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	if err := n.Depart(ctx); err != nil && others {
+		errs = append(errs, err)
 	}
 	n.mlMu.Lock()
 	if !n.mlDown {
@@ -562,6 +555,40 @@ func (n *Node) Leave(ctx context.Context) error {
 	n.mlMu.Unlock()
 	errs = append(errs, n.Close())
 	return errors.Join(errs...)
+}
+
+// Depart is Leave without closing: it announces that this node leaves
+// for good and waits until the committed roster and slot table no longer
+// name it (nor the raft configuration), so that the caller can wait for
+// its slots' new replicas before it goes. Idempotent; Leave calls it.
+func (n *Node) Depart(ctx context.Context) error {
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	others := n.ml.NumMembers() > 1
+	if others && n.raft.State() == raft.Leader && n.otherVoter() {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before leaving failed; will retry", "err", err)
+		} else {
+			n.log.Info("handed leadership over before leaving")
+		}
+	}
+	n.metaMu.Lock()
+	already := n.self.Leaving
+	n.self.Leaving = true
+	n.metaMu.Unlock()
+	if !already {
+		n.log.Info("leaving the cluster")
+	}
+	select {
+	case n.gossipKick <- struct{}{}: // in case this node leads
+	default:
+	}
+	if !others {
+		return nil
+	}
+	n.ml.UpdateNode(remaining(ctx, n.timing.metaUpdate))
+	return n.waitGone(ctx)
 }
 
 // otherVoter reports whether the raft configuration has a voter other

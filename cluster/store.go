@@ -56,13 +56,14 @@ func openStores(dir string, snapLog *hclogAdapter) (*stores, error) {
 type streamLayer struct {
 	net.Listener // the mux's KindRaft listener
 	mux          *transport.Mux
-	addr         net.Addr // advertised; raft requires a *net.TCPAddr
+	addr         net.Addr        // advertised; raft requires a *net.TCPAddr
+	ctx          context.Context // the node's: Close ends dials in flight
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.addr }
 
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	c, err := s.mux.Dial(ctx, string(address), transport.KindRaft)
 	if errors.Is(err, transport.ErrClosed) {

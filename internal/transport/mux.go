@@ -49,6 +49,9 @@ type Config struct {
 	// Logger receives rejections (debug for garbage and timeouts, warn for
 	// failed authentication). Nil discards.
 	Logger *slog.Logger
+	// Dial, if set, opens the connection a stream runs over (tests plug in
+	// an in-memory network); it must return when ctx ends. Nil dials TCP.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // DefaultConfig returns a Config with every default filled in but no
@@ -107,6 +110,7 @@ type stats struct {
 type Dialer struct {
 	key     []byte
 	timeout time.Duration
+	dial    func(ctx context.Context, addr string) (net.Conn, error) // nil: TCP
 }
 
 // NewDialer returns a Dialer for cfg (Kinds, MaxPending and Backlog are
@@ -126,7 +130,7 @@ func NewDialer(cfg Config) (*Dialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Dialer{key: key, timeout: cfg.HandshakeTimeout}, nil
+	return &Dialer{key: key, timeout: cfg.HandshakeTimeout, dial: cfg.Dial}, nil
 }
 
 // Dial connects to addr (host:port of a Mux), runs the handshake for kind
@@ -138,8 +142,14 @@ func NewDialer(cfg Config) (*Dialer, error) {
 func (d *Dialer) Dial(ctx context.Context, addr string, kind Kind) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
-	var nd net.Dialer
-	c, err := nd.DialContext(ctx, "tcp", addr)
+	var c net.Conn
+	var err error
+	if d.dial != nil {
+		c, err = d.dial(ctx, addr)
+	} else {
+		var nd net.Dialer
+		c, err = nd.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +220,7 @@ func Open(ln net.Listener, cfg Config) (*Mux, error) {
 		cfg:     cfg,
 		log:     log,
 		key:     key,
-		dial:    &Dialer{key: key, timeout: cfg.HandshakeTimeout},
+		dial:    &Dialer{key: key, timeout: cfg.HandshakeTimeout, dial: cfg.Dial},
 		sem:     make(chan struct{}, cfg.MaxPending),
 		kinds:   make(map[Kind]*listener, len(cfg.Kinds)),
 		pending: make(map[net.Conn]struct{}),

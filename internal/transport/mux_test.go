@@ -405,3 +405,58 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDialFunc: Config.Dial replaces the TCP dial under every stream a
+// Dialer or a Mux opens.
+func TestDialFunc(t *testing.T) {
+	m := openMux(t, testSecret, KindData)
+	var mu sync.Mutex
+	var dialed []string
+	cfg := DefaultConfig()
+	cfg.Secret = testSecret
+	cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
+		mu.Lock()
+		dialed = append(dialed, addr)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", m.Addr().String()) // wherever asked: the test's Mux
+	}
+	d, err := NewDialer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := acceptOne(m.Listener(KindData))
+	c, err := d.Dial(ctxT(t), "10.0.0.9:7380", KindData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if s := <-got; s == nil {
+		t.Fatal("stream not accepted")
+	} else {
+		s.Close()
+	}
+	cfg.Kinds = []Kind{KindData}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Open(ln, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	got = acceptOne(m.Listener(KindData))
+	if c, err = m2.Dial(ctxT(t), "10.0.0.8:7380", KindData); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if s := <-got; s != nil {
+		s.Close()
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(dialed, ",") != "10.0.0.9:7380,10.0.0.8:7380" {
+		t.Fatalf("dial func saw %v", dialed)
+	}
+}
