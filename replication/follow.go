@@ -46,19 +46,26 @@ func (r *Replicator) follow() {
 			seen = t.Epoch()
 			r.apply(t, due, gap)
 		}
-		switch now := r.cl.InContact(); {
+		now := r.cl.InContact()
+		if !now {
+			r.cutOff.Store(true)
+		}
+		switch {
 		case !now && contact:
 			r.log.Warn("lost contact with the cluster: not serving as primary until it is back")
 			contact = false
-		case now && !contact:
+		case now && r.cutOff.Load():
 			// The table may have moved while we were cut off; take
 			// everything over again (the lease wait lets a newer
-			// table arrive first).
+			// table arrive first). Readiness is dropped before the
+			// cut-off mark, so Serving never pairs old readiness
+			// with restored contact.
 			r.log.Info("back in contact with the cluster: taking primaries over again")
 			contact = true
 			if t := r.table.Load(); t != nil {
 				r.apply(t, due, true)
 			}
+			r.cutOff.Store(false)
 		}
 		if !busy && len(due) > 0 {
 			busy = r.startTakeOver(due, results)

@@ -112,6 +112,10 @@ type Replicator struct {
 	// every slot since.
 	lost atomic.Bool
 
+	// cutOff: contact with the cluster was lost since the slots became
+	// ready; nothing is served until the follow loop took them over again.
+	cutOff atomic.Bool
+
 	// missedBy: slots whose copies may not have reached a backup (see
 	// missed); the catch-up loop tells each backup.
 	missedMu sync.Mutex
@@ -235,7 +239,15 @@ func (r *Replicator) quorum(n int) int {
 // while this node was busy; its new primary may already be serving).
 func (r *Replicator) Serving(slot uint16) bool {
 	t := r.table.Load()
-	if t == nil || t.Primary(slot) != r.cfg.Self || !r.ready[slot].Load() || !r.cl.InContact() {
+	if t == nil || t.Primary(slot) != r.cfg.Self || !r.ready[slot].Load() || r.cutOff.Load() {
+		return false
+	}
+	if !r.cl.InContact() {
+		// Once out of contact, never again on the readiness earned
+		// before: back in contact, the first heartbeat can arrive before
+		// the tables committed meanwhile, and the slot may have moved.
+		// The follow loop takes the slots over anew.
+		r.cutOff.Store(true)
 		return false
 	}
 	ct := r.cl.Table()

@@ -180,3 +180,29 @@ func TestHandoverSkipsLeaseWait(t *testing.T) {
 		t.Fatalf("%s served %v after the table change, before C's lease (%v) could have run out", newP.id, took, lease)
 	}
 }
+
+// TestNoServingOnStaleReadinessAfterContactReturns: a primary cut off
+// from the cluster and back must not serve its slots on the readiness it
+// had before, even for the moment between the first heartbeat and the
+// newer tables arriving (a jepsen partition run read a lost value from
+// such a node).
+func TestNoServingOnStaleReadinessAfterContactReturns(t *testing.T) {
+	t.Parallel()
+	const lease = 400 * time.Millisecond
+	tn, t1 := newCluster(t, harnessConfig{Lease: lease})
+	a := tn.node("A")
+	slot := ring.Slot(keysWith(t, t1, "sr", 1, primaryIs("A"))[0])
+	if !a.rep.Serving(slot) {
+		t.Fatal("A does not serve its slot")
+	}
+	a.cl.contact.Store(false)
+	time.Sleep(300 * time.Millisecond) // nobody asks A anything meanwhile
+	a.cl.contact.Store(true)           // the heartbeat is back; A's table is still t1
+	deadline := time.Now().Add(lease / 2)
+	for time.Now().Before(deadline) {
+		if a.rep.Serving(slot) {
+			t.Fatal("A serves its slot on readiness from before it lost contact")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
