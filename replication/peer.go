@@ -27,9 +27,11 @@ type peer struct {
 	r  *Replicator
 	id ring.NodeID
 
-	mu     sync.Mutex
-	conn   *peerConn
-	closed bool
+	mu      sync.Mutex
+	conn    *peerConn
+	closed  bool
+	dialing chan struct{} // closed when the dial under way ends
+	dialErr error         // how the last dial failed
 }
 
 type peerConn struct {
@@ -66,31 +68,77 @@ func (p *peer) drop(err error) {
 	}
 }
 
-// get returns a live connection, dialing one if needed.
+// get returns a live connection, dialing one if needed. One dial runs
+// at a time, without the lock: callers wait for it only as long as their
+// ctx allows, so a peer whose port accepts but never answers (a node
+// starting or stopping) holds nobody up for the whole dial timeout.
 func (p *peer) get(ctx context.Context) (*peerConn, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.closed {
+		p.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if p.conn != nil {
+	if c := p.conn; c != nil {
 		select {
-		case <-p.conn.done:
+		case <-c.done:
 			p.conn = nil
 		default:
-			return p.conn, nil
+			p.mu.Unlock()
+			return c, nil
 		}
 	}
-	dctx, cancel := context.WithTimeout(ctx, time.Second)
+	if p.dialing == nil {
+		p.dialing = make(chan struct{})
+		go p.dial(p.dialing)
+	}
+	ch := p.dialing
+	p.mu.Unlock()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dialing %s: %w", p.id, ctx.Err())
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		if p.closed {
+			return nil, ErrClosed
+		}
+		return nil, p.dialErr
+	}
+	return p.conn, nil
+}
+
+// dial connects to the peer and installs the connection; done is closed
+// when it has finished either way.
+func (p *peer) dial(done chan struct{}) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	nc, err := p.r.cl.DialData(dctx, p.id)
+	go func() {
+		select {
+		case <-p.r.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	nc, err := p.r.cl.DialData(ctx, p.id)
+	p.mu.Lock()
+	defer func() {
+		p.dialing = nil
+		p.mu.Unlock()
+		close(done)
+	}()
 	if err != nil {
-		return nil, fmt.Errorf("dialing %s: %w", p.id, err)
+		p.dialErr = fmt.Errorf("dialing %s: %w", p.id, err)
+		return
+	}
+	if p.closed {
+		nc.Close()
+		return
 	}
 	c := &peerConn{id: p.id, nc: nc, fw: newFrameWriter(nc), done: make(chan struct{}), calls: make(map[uint64]chan *wire.Msg)}
 	p.conn = c
 	go c.readLoop()
-	return c, nil
 }
 
 func (c *peerConn) fail(err error) {
