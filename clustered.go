@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stashcluster/stash/cluster"
 	"github.com/stashcluster/stash/replication"
 	"github.com/stashcluster/stash/ring"
@@ -23,9 +24,11 @@ import (
 // clusterPart is a node's cluster membership and data plane, present in
 // cluster mode only.
 type clusterPart struct {
-	n   *Node
-	cn  *cluster.Node
-	rep *replication.Replicator
+	drain   atomic.Pointer[DrainStatus]
+	holding atomic.Bool // primaries held back until the backups caught up (rejoin)
+	n       *Node
+	cn      *cluster.Node
+	rep     *replication.Replicator
 	// addrs maps member names to their RESP addresses and liveness,
 	// refreshed on table and membership changes (Route needs it per
 	// command).
@@ -82,6 +85,7 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 		WriteQuorum: cfg.WriteQuorum,
 		Async:       cfg.Replication == ReplicationAsync,
 		ApplyWaits:  cfg.Fsync == FsyncAlways,
+		Dir:         cfg.DataDir,
 		Logger:      n.log.With("part", "replication"),
 	})
 	if err != nil {
@@ -102,7 +106,68 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 }
 
 // start begins serving peers once the RESP engine exists.
-func (c *clusterPart) start() { c.rep.Start(c.n.resp.Exec) }
+// start serves the data plane. The node first holds its primaries back
+// (it declares itself draining, so the leader makes it primary of
+// nothing) until every slot it backs up has caught up with its primary;
+// then it declares itself active and takes its primaries back. A
+// restarted node so never serves a slot as primary with a copy that
+// missed writes while it was away, and the takeover, with a copy already
+// in sync, is quick.
+func (c *clusterPart) start() {
+	c.rep.Start(c.n.resp.Exec)
+	c.holding.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := c.cn.SetState(ctx, cluster.StateDraining); err != nil {
+		c.n.log.Warn("could not hold primaries back while catching up", "err", err)
+	}
+	cancel()
+	go c.rejoin()
+}
+
+// rejoin waits until the node is in the table and all its backup slots
+// are in sync, then makes it eligible for primaries again.
+func (c *clusterPart) rejoin() {
+	start := time.Now()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-tick.C:
+		}
+		t := c.rep.Table()
+		if t == nil || !slices.Contains(t.Members(), ring.NodeID(c.n.cfg.Name)) || !c.cn.InContact() || c.rep.Unsynced() > 0 {
+			continue
+		}
+		if c.n.state.Load() != stateServing {
+			return // shutting down: the drain owns the state now
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.cn.SetState(ctx, cluster.StateActive)
+		cancel()
+		if err != nil {
+			c.n.log.Warn("could not declare the node active; retrying", "err", err)
+			continue
+		}
+		c.n.log.Info("backup slots in sync: taking primaries", "after", time.Since(start).Round(time.Millisecond))
+		// Not ready until the table gives the primaries back (bounded:
+		// a table may leave this node none).
+		self := ring.NodeID(c.n.cfg.Name)
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			if t := c.rep.Table(); t != nil && t.PrimaryCounts()[self] > 0 {
+				break
+			}
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		c.holding.Store(false)
+		return
+	}
+}
 
 // handOff marks this node draining, so the leader gives its primaries to
 // their backups (which take them over with the usual lease wait and
@@ -114,35 +179,137 @@ func (c *clusterPart) start() { c.rep.Start(c.n.resp.Exec) }
 func (c *clusterPart) handOff(ctx context.Context) {
 	self := ring.NodeID(c.n.cfg.Name)
 	start := time.Now()
-	c.n.log.Info("draining: handing this node's primaries to their backups")
+	total := 0
+	if t := c.cn.Table(); t != nil {
+		total = t.PrimaryCounts()[self]
+	}
+	sent0 := c.rep.ServedBytes.Load()
+	progress := func(phase string, left int) DrainStatus {
+		d := DrainStatus{Phase: phase, Started: start, PrimariesTotal: total, PrimariesLeft: left,
+			BytesSent: c.rep.ServedBytes.Load() - sent0, Elapsed: time.Since(start).Seconds()}
+		if done := total - left; done > 0 && left > 0 {
+			d.ETA = d.Elapsed / float64(done) * float64(left)
+		}
+		c.drain.Store(&d)
+		return d
+	}
+	progress("announcing", total)
+	c.n.log.Info("draining: handing this node's primaries to their backups", "primaries", total)
 	if err := c.cn.SetState(ctx, cluster.StateDraining); err != nil {
+		progress("failed", total)
 		c.n.log.Warn("draining: could not announce it", "err", err)
 		return
 	}
+	lastLog := time.Now()
 	for {
-		if t := c.cn.Table(); t != nil && t.PrimaryCounts()[self] == 0 {
+		left := total
+		if t := c.cn.Table(); t != nil {
+			left = t.PrimaryCounts()[self]
+		}
+		d := progress("handing off primaries", left)
+		if left == 0 {
 			break
+		}
+		if time.Since(lastLog) >= time.Second {
+			lastLog = time.Now()
+			c.n.log.Info("draining", "primaries_left", left, "of", total, "bytes_sent", d.BytesSent, "eta_s", int(d.ETA+0.5))
 		}
 		select {
 		case <-ctx.Done():
-			c.n.log.Warn("draining: timed out with primaries left; they fail over when this node is gone", "waited", time.Since(start))
+			progress("timed out", left)
+			c.n.log.Warn("draining: timed out with primaries left; they fail over when this node is gone", "primaries_left", left, "waited", time.Since(start))
 			return
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	// The new primaries may still reconcile from this node: stay a
 	// little longer than their lease wait.
+	progress("serving the new primaries' catch-up", 0)
 	select {
 	case <-ctx.Done():
 	case <-time.After(c.cn.LeaseTimeout() + 500*time.Millisecond):
 	}
-	c.n.log.Info("draining: primaries handed off", "took", time.Since(start).Round(time.Millisecond))
+	d := progress("done", 0)
+	c.n.log.Info("draining: primaries handed off", "primaries", total, "bytes_sent", d.BytesSent, "took", time.Since(start).Round(time.Millisecond))
 }
 
-func (c *clusterPart) close() error {
+// depart takes the node out of the slot table for good and waits until
+// every slot it held has a complete copy on each of its new replicas.
+// The drain (handOff) ran before: the node is primary of nothing.
+func (c *clusterPart) depart(ctx context.Context) {
+	self := ring.NodeID(c.n.cfg.Name)
+	before := c.cn.Table()
+	var held []uint16
+	if before != nil {
+		for s := range ring.Slots {
+			if slices.Contains(before.Replicas(uint16(s)), self) {
+				held = append(held, uint16(s))
+			}
+		}
+	}
+	start := time.Now()
+	c.n.log.Info("leaving: giving this node's replica places to others", "slots", len(held))
+	if err := c.cn.Depart(ctx); err != nil {
+		c.n.log.Warn("leaving: the cluster did not confirm it; stopping anyway (its places go after the down grace)", "err", err)
+		return
+	}
+	after := c.cn.Table()
+	if after == nil || slices.Contains(after.Members(), self) {
+		c.n.log.Warn("leaving: no table without this node yet; stopping anyway")
+		return
+	}
+	sent0 := c.rep.ServedBytes.Load()
+	lastLog := time.Time{}
+	err := c.rep.WaitCopies(ctx, after, held, func(left int) {
+		d := DrainStatus{Phase: "copying to new replicas", Started: start, SlotsTotal: len(held), SlotsLeft: left,
+			BytesSent: c.rep.ServedBytes.Load() - sent0, Elapsed: time.Since(start).Seconds()}
+		if prev := c.drain.Load(); prev != nil {
+			d.PrimariesTotal = prev.PrimariesTotal
+		}
+		if done := len(held) - left; done > 0 && left > 0 {
+			d.ETA = d.Elapsed / float64(done) * float64(left)
+		}
+		c.drain.Store(&d)
+		if time.Since(lastLog) >= time.Second {
+			lastLog = time.Now()
+			c.n.log.Info("leaving: waiting for the new replicas", "slots_short", left, "of", len(held))
+		}
+	})
+	if err != nil {
+		c.n.log.Warn("leaving: stopping with slots short of copies; they are filled from their primaries", "err", err)
+		return
+	}
+	d := DrainStatus{Phase: "left", Started: start, SlotsTotal: len(held), Elapsed: time.Since(start).Seconds()}
+	c.drain.Store(&d)
+	c.n.log.Info("leaving: every slot has its copies elsewhere", "slots", len(held), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// DrainStatus is a drain's progress, in /v1/cluster while it runs.
+type DrainStatus struct {
+	Phase          string    `json:"phase"`
+	Started        time.Time `json:"started"`
+	PrimariesTotal int       `json:"primaries_total"`
+	PrimariesLeft  int       `json:"primaries_left"`
+	// SlotsTotal and SlotsLeft: when leaving for good, the slots this
+	// node held and those not yet complete on their new replicas.
+	SlotsTotal int `json:"slots_total,omitempty"`
+	SlotsLeft  int `json:"slots_left,omitempty"`
+	// BytesSent counts stash bytes this node streamed to the nodes
+	// taking its slots over.
+	BytesSent int64   `json:"bytes_sent"`
+	Elapsed   float64 `json:"elapsed_seconds"`
+	ETA       float64 `json:"eta_seconds,omitempty"`
+}
+
+func (c *clusterPart) close(leave bool) error {
 	close(c.stop)
 	<-c.done
 	c.rep.Close()
+	if leave {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return c.cn.Leave(ctx) // out of the gossip pool too; closes
+	}
 	return c.cn.Close()
 }
 
@@ -372,6 +539,23 @@ func cutSpace(s string) (string, string, bool) {
 	return s, "", false
 }
 
+// registerMetrics adds the data plane's figures to the node's /metrics.
+func (c *clusterPart) registerMetrics(reg *prometheus.Registry) {
+	counter := func(name, help string, v *atomic.Int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(v.Load()) })
+	}
+	reg.MustRegister(
+		counter("stash_replicated_writes_total", "Writes this node, as primary, copied to backups and waited for.", &c.rep.Replicated),
+		counter("stash_noquorum_writes_total", "Writes that did not reach the write quorum (answered NOQUORUM).", &c.rep.NoQuorum),
+		counter("stash_reconciled_entries_total", "Entries fetched from other replicas while taking slots over.", &c.rep.Reconciled),
+		counter("stash_repaired_entries_total", "Entries a backup fetched from its primary because its copy lacked them (catch-up, re-replication, anti-entropy).", &c.rep.Repaired),
+		counter("stash_refused_stale_copies_total", "Copies refused because they came from a primary a newer table deposed.", &c.rep.Refused),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stash_catching_up_slots", Help: "Slots this node backs up whose copy is not in sync with the primary yet."},
+			func() float64 { return float64(c.rep.Unsynced()) }),
+	)
+}
+
 // ClusterStatus is what GET /v1/cluster returns: the control plane's view
 // (members, leader, epoch, voters) and this node's data plane.
 type ClusterStatus struct {
@@ -383,15 +567,27 @@ type ClusterStatus struct {
 	// the slots it is primary for but still taking over.
 	Serving int `json:"serving_slots"`
 	Waiting int `json:"waiting_slots"`
+	// CatchingUp counts the slots this node backs up whose copy is not
+	// in sync with the primary yet (after a restart, a partition, or a
+	// new replica place).
+	CatchingUp int `json:"catching_up_slots"`
+	// Resyncing: the node started without its data and does not count
+	// as a replica of a slot until it has resynced it.
+	Resyncing bool `json:"resyncing"`
 	// UnderReplicated counts slots with fewer live copies than Replicas
 	// (a member down, or fewer members than Replicas).
 	UnderReplicated int `json:"under_replicated_slots"`
+	// Drain is the progress of a drain under way (or finished).
+	Drain *DrainStatus `json:"drain,omitempty"`
 	// Counters since start.
 	Forwarded  int64 `json:"forwarded"`
 	Replicated int64 `json:"replicated_writes"`
 	NoQuorum   int64 `json:"noquorum_writes"`
 	Reconciled int64 `json:"reconciled_entries"`
 	Refused    int64 `json:"refused_stale_copies"`
+	// Repaired counts entries this node fetched as a backup because its
+	// copy lacked them (catch-up, re-replication, anti-entropy).
+	Repaired int64 `json:"repaired_entries"`
 }
 
 func (c *clusterPart) status() ClusterStatus {
@@ -429,6 +625,10 @@ func (c *clusterPart) status() ClusterStatus {
 	st.NoQuorum = c.rep.NoQuorum.Load()
 	st.Reconciled = c.rep.Reconciled.Load()
 	st.Refused = c.rep.Refused.Load()
+	st.Repaired = c.rep.Repaired.Load()
+	st.CatchingUp = c.rep.Unsynced()
+	st.Resyncing = c.rep.Resyncing()
+	st.Drain = c.drain.Load()
 	return st
 }
 
@@ -439,6 +639,31 @@ func (n *Node) ClusterStatus() (ClusterStatus, bool) {
 		return ClusterStatus{}, false
 	}
 	return n.cl.status(), true
+}
+
+// drainRoutes serves POST /v1/drain: a graceful shutdown, as SIGTERM
+// starts one. In a cluster the node first hands its primaries off (see
+// /v1/cluster for progress); the node then stops and Done is closed.
+// With ?leave=true it leaves the cluster for good (Node.Leave).
+func (n *Node) drainRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		leave := r.URL.Query().Get("leave") == "true"
+		already := n.state.Load() != stateServing
+		if !already {
+			n.log.Info("drain requested over HTTP", "from", r.RemoteAddr, "leave", leave)
+			if leave {
+				go n.Leave(context.Background())
+			} else {
+				go n.Shutdown(context.Background())
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{
+			"draining": true, "leave": leave, "already": already, "cluster": n.cl != nil,
+			"drain_timeout_seconds": n.cfg.DrainTimeout.Seconds(),
+		})
+	})
 }
 
 // clusterRoutes serves GET /v1/cluster.

@@ -58,6 +58,10 @@ type Node struct {
 	cl       *clusterPart // cluster mode only
 	stopOnce sync.Once
 	stopErr  error
+	stopped  chan struct{} // closed once stop has finished
+	// hurry ends a graceful stop under way: Close cancels it.
+	hurryCtx context.Context
+	hurry    context.CancelFunc
 }
 
 const (
@@ -78,7 +82,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Node{log: log, start: time.Now()} // cfg is set below, once Now is final
+	n := &Node{stopped: make(chan struct{}), log: log, start: time.Now()} // cfg is set below, once Now is final
+	n.hurryCtx, n.hurry = context.WithCancel(context.Background())
 	base := cfg.Now
 	if base == nil {
 		base = time.Now
@@ -176,6 +181,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	if n.cl != nil {
 		n.ops.Accept = n.cl.rep.Serving
 		n.cl.start()
+		n.cl.registerMetrics(metrics.Registry)
 	}
 	n.admin = server.NewAdmin(server.AdminConfig{
 		Ready:   n.ready,
@@ -184,6 +190,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		Pprof:   cfg.Pprof,
 		Routes: func(mux *http.ServeMux) {
 			n.clusterRoutes(mux)
+			n.drainRoutes(mux)
 			n.faultRoutes(mux)
 		},
 		Logger: log.With("part", "admin"),
@@ -294,7 +301,12 @@ func (n *Node) ready() (bool, string) {
 	switch n.state.Load() {
 	case stateServing:
 		if n.cl != nil {
-			return n.cl.rep.Ready()
+			if ok, why := n.cl.rep.Ready(); !ok {
+				return false, why
+			}
+			if n.cl.holding.Load() {
+				return false, "in sync; waiting to be given its primaries"
+			}
 		}
 		return true, ""
 	case stateStopping:
@@ -454,22 +466,54 @@ func presence(rep []byte, err error) error {
 // bounded by ctx and Config.ShutdownTimeout; afterwards every method
 // returns ErrClosed. Safe to call more than once.
 func (n *Node) Shutdown(ctx context.Context) error {
-	return n.stop(ctx, true)
+	return n.stop(ctx, stopGraceful)
 }
+
+// Leave takes the node out of its cluster for good, then stops it as
+// Shutdown does. It hands its primaries over, has the cluster give its
+// replica places to other nodes, and waits (within Config.DrainTimeout)
+// until each of its slots has its full replica count elsewhere: the way
+// to shrink a cluster without running any slot short of copies. A
+// single node just shuts down.
+func (n *Node) Leave(ctx context.Context) error {
+	return n.stop(ctx, stopLeave)
+}
+
+// How stop stops.
+const (
+	stopNow = iota
+	stopGraceful
+	stopLeave
+)
 
 // Close stops the node at once: connections are cut, pending writes are
-// flushed, the store is closed. Idempotent.
+// flushed, the store is closed. During a Shutdown (or a drain) it cuts
+// the wait short and returns once that stop has flushed. Idempotent.
 func (n *Node) Close() error {
-	return n.stop(context.Background(), false)
+	n.hurry()
+	return n.stop(context.Background(), stopNow)
 }
 
-func (n *Node) stop(ctx context.Context, graceful bool) error {
+// Done is closed once the node has stopped, by Shutdown, Close or a
+// drain requested over HTTP (POST /v1/drain). A program embedding a node
+// waits on it to exit when an operator drained the node.
+func (n *Node) Done() <-chan struct{} { return n.stopped }
+
+func (n *Node) stop(ctx context.Context, how int) error {
+	graceful := how != stopNow
 	n.stopOnce.Do(func() {
+		defer close(n.stopped)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(n.hurryCtx, cancel)()
 		n.state.Store(stateStopping)
 		var errs []error
 		if graceful && n.cl != nil {
 			dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
 			n.cl.handOff(dctx)
+			if how == stopLeave {
+				n.cl.depart(dctx)
+			}
 			cancel()
 		}
 		if graceful {
@@ -484,7 +528,7 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 		}
 		n.state.Store(stateClosed)
 		if n.cl != nil {
-			if err := n.cl.close(); err != nil {
+			if err := n.cl.close(how == stopLeave); err != nil {
 				errs = append(errs, fmt.Errorf("stash: closing the cluster member: %w", err))
 			}
 		}

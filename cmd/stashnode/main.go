@@ -36,6 +36,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 0
 		case "status":
 			return status(args[1:], stdout, stderr)
+		case "drain":
+			return drain(args[1:], stdout, stderr)
 		case "help", "-h", "--help", "-help":
 			fs, _ := flags(stderr)
 			fs.SetOutput(stdout)
@@ -85,13 +87,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	log.Info("signal received; shutting down gracefully (send it again to stop at once)", "signal", s.String())
 	done := make(chan error, 1)
-	go func() { done <- node.Shutdown(context.Background()) }()
 	select {
+	case s := <-sig:
+		log.Info("signal received; shutting down gracefully (send it again to stop at once)", "signal", s.String())
+		go func() { done <- node.Shutdown(context.Background()) }()
+	case <-node.Done(): // drained over HTTP (POST /v1/drain); a signal may still hurry it
+	}
+	select {
+	case <-node.Done():
+		err = node.Close() // returns what the shutdown returned
 	case err = <-done:
-	case s = <-sig:
+	case s := <-sig:
 		log.Warn("second signal: closing now", "signal", s.String())
 		err = node.Close()
 	}
@@ -105,6 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(fs *flag.FlagSet, w io.Writer) {
 	fmt.Fprintf(w, `Usage: stashnode [flags]
        stashnode status [--admin host:port] [--json]
+       stashnode drain [--admin host:port] [--leave] [--timeout 5m] [--quiet]
        stashnode version
 
 Runs a Stash node. Every flag may also be given as STASH_<NAME> in the

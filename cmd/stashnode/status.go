@@ -63,9 +63,13 @@ func printStatus(w io.Writer, st stash.ClusterStatus) {
 		ready = "no (" + st.Reason + ")"
 	}
 	fmt.Fprintf(w, "node %s   leader %s   epoch %d   replicas %d   ready %s\n", st.Self, st.Leader, st.Epoch, st.Replicas, ready)
-	fmt.Fprintf(w, "slots: serving %d as primary, %d being taken over, %d under-replicated in the cluster\n", st.Serving, st.Waiting, st.UnderReplicated)
-	fmt.Fprintf(w, "since start: %d forwarded, %d replicated writes, %d NOQUORUM, %d entries reconciled, %d stale copies refused\n\n",
-		st.Forwarded, st.Replicated, st.NoQuorum, st.Reconciled, st.Refused)
+	fmt.Fprintf(w, "slots: serving %d as primary, %d being taken over, %d backups catching up, %d under-replicated in the cluster\n",
+		st.Serving, st.Waiting, st.CatchingUp, st.UnderReplicated)
+	if st.Resyncing {
+		fmt.Fprintln(w, "resyncing: started without its data; not counted as a replica until every slot is resynced")
+	}
+	fmt.Fprintf(w, "since start: %d forwarded, %d replicated writes, %d NOQUORUM, %d entries reconciled, %d repaired, %d stale copies refused\n\n",
+		st.Forwarded, st.Replicated, st.NoQuorum, st.Reconciled, st.Repaired, st.Refused)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tALIVE\tVOTER\tPRIMARIES\tPLACES\tRESP\tADMIN\tZONE")
 	for _, m := range st.Members {
