@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -113,6 +114,27 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		if p := get(c, probe, "httpGet", "port"); p != "admin" && intOf(p) != cfg.AdminPort {
 			t.Errorf("%s port %v is not the admin port %d", probe, p, cfg.AdminPort)
+		}
+	}
+	// preStop runs this binary's drain command against this pod's admin
+	// port, and its flags parse.
+	pre, _ := get(c, "lifecycle", "preStop", "exec", "command").([]any)
+	var preArgs []string
+	for _, a := range pre {
+		preArgs = append(preArgs, fmt.Sprint(a))
+	}
+	if len(preArgs) < 2 || preArgs[0] != "/stashnode" || preArgs[1] != "drain" {
+		t.Errorf("preStop command %q does not run `/stashnode drain`", preArgs)
+	} else {
+		fs, o := drainFlags(io.Discard)
+		if err := fs.Parse(preArgs[2:]); err != nil {
+			t.Errorf("preStop drain flags: %v", err)
+		}
+		if _, port, _ := strings.Cut(o.admin, ":"); port != strconv.Itoa(cfg.AdminPort) {
+			t.Errorf("preStop drains admin address %q, stashnode serves admin on port %d", o.admin, cfg.AdminPort)
+		}
+		if g := time.Duration(intOf(pod["terminationGracePeriodSeconds"])) * time.Second; o.timeout >= g {
+			t.Errorf("preStop drain follows for %v, not within the grace period %v", o.timeout, g)
 		}
 	}
 	grace := time.Duration(intOf(pod["terminationGracePeriodSeconds"])) * time.Second
