@@ -83,9 +83,6 @@ func retry[T any](t *testing.T, d time.Duration, f func() (T, error)) (T, error)
 // others (whichever is its primary), and survives the close of its
 // primary.
 func TestEmbeddedCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("forms a 3-member cluster; skipped with -short")
-	}
 	nodes := openCluster(t, 3)
 	ctx := context.Background()
 

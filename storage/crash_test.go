@@ -154,9 +154,6 @@ func TestCrashKill9(t *testing.T) {
 		runCrashChild(dir, round)
 		return
 	}
-	if testing.Short() {
-		t.Skip("re-executes the test binary")
-	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	r := rand.New(rand.NewPCG(seed, 1))

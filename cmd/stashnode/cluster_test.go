@@ -98,9 +98,6 @@ func primaryCounts(t *testing.T, c *redis.Client) map[int]int {
 // primary for the most slots. Within 10 s the cluster must accept writes
 // again and every acknowledged write must read back with its value.
 func TestClusterKillBusiestPrimary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster; skipped with -short")
-	}
 	nodes := startCluster(t, 3)
 	addrs := []string{nodes[0].addr(), nodes[1].addr(), nodes[2].addr()}
 	ctx := ctx(t)

@@ -20,9 +20,6 @@ var (
 // stashnode once for all scenarios.
 func needHosts(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("jepsen scenarios are long; skipped with -short")
-	}
 	if err := Prereqs(); err != nil {
 		t.Skipf("skipping jepsen scenario: %v", err)
 	}
