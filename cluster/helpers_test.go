@@ -1,54 +1,24 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/stashcluster/stash/internal/testlog"
 	"github.com/stashcluster/stash/internal/testport"
 	"github.com/stashcluster/stash/ring"
 )
 
 var testSecret = []byte("cluster-test-secret-0123456789")
 
-// logBuffer collects a test's logs and prints them only if it fails.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// testLogger returns a logger whose output is shown if tb fails (always
-// with STASH_TEST_LOGS set; STASH_TEST_DEBUG adds debug lines). Register
-// it before any node so that its cleanup runs after theirs.
-func testLogger(tb testing.TB) *slog.Logger {
-	tb.Helper()
-	lb := &logBuffer{}
-	tb.Cleanup(func() {
-		if tb.Failed() || os.Getenv("STASH_TEST_LOGS") != "" {
-			lb.mu.Lock()
-			tb.Logf("node logs:\n%s", lb.buf.String())
-			lb.mu.Unlock()
-		}
-	})
-	level := slog.LevelInfo
-	if os.Getenv("STASH_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}))
-}
+// testLogger returns a logger shown only if the test fails (see
+// internal/testlog).
+func testLogger(tb testing.TB) *slog.Logger { return testlog.New(tb, "node logs") }
 
 // freePort returns a port free for both TCP and UDP on 127.0.0.1, for
 // memberlist, which binds both and cannot take a listener.

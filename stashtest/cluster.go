@@ -1,12 +1,10 @@
 package stashtest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stashcluster/stash"
+	"github.com/stashcluster/stash/internal/testlog"
 )
 
 // Ports every member uses on its own host.
@@ -89,7 +88,7 @@ func StartCluster(tb testing.TB, n int, opts Options) *Cluster {
 	}
 	log := opts.Logger
 	if log == nil {
-		log = testLogger(tb)
+		log = testlog.New(tb, "member logs")
 	}
 	nw := opts.Network
 	if nw == nil {
@@ -320,34 +319,4 @@ func (m *Member) Restart() {
 	if err := m.open(); err != nil {
 		m.tb.Fatalf("stashtest: restart: %v", err)
 	}
-}
-
-// logBuffer collects a test's logs.
-type logBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// testLogger returns a logger whose output goes to tb's log if tb fails
-// (or always with STASH_TEST_LOGS set).
-func testLogger(tb testing.TB) *slog.Logger {
-	lb := &logBuffer{}
-	tb.Cleanup(func() {
-		if tb.Failed() || os.Getenv("STASH_TEST_LOGS") != "" {
-			lb.mu.Lock()
-			tb.Logf("member logs:\n%s", lb.buf.String())
-			lb.mu.Unlock()
-		}
-	})
-	level := slog.LevelInfo
-	if os.Getenv("STASH_TEST_DEBUG") != "" {
-		level = slog.LevelDebug
-	}
-	return slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: level}))
 }

@@ -290,7 +290,7 @@ type rollWorkload struct {
 	mu      sync.Mutex
 	lat     [phases][]time.Duration
 	errList []string
-	slow    []string // reads slower than 1 s, for the log
+	slow    []string                 // reads slower than 1 s, for the log
 	owned   []map[string]*stashState // per client
 }
 
