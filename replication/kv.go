@@ -160,10 +160,6 @@ func (kv *KV) SlotCount(slot uint16) int { return kv.r.store.SlotCount(slot) }
 // replicate sends st to the slot's backups and waits for W copies in all.
 // It releases the key's pending mark once the outcome is known; after a
 // failure the change is still offered to the backups in the background.
-// backupDialWait is how long a write waits for a stream to a backup that
-// has none; dials between live nodes take well under a millisecond.
-const backupDialWait = 100 * time.Millisecond
-
 func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, st storage.Stash) error {
 	reps := t.Replicas(slot)
 	w := r.quorum(len(reps))
@@ -190,12 +186,25 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 	sent := 0
 	for _, id := range backups {
 		m := &wire.Msg{Kind: wire.KindReplicate, Epoch: t.Epoch(), Slot: slot, Entries: entry}
-		// A backup without a live stream gets a moment to connect; one
-		// that cannot (starting, stopping, cut off) must not hold up the
-		// copy to the others: it is marked missed and catches up.
-		sctx, scancel := context.WithTimeout(ctx, backupDialWait)
-		c, err := r.peer(id).start(sctx, m, replies)
-		scancel()
+		p := r.peer(id)
+		if !p.connected() {
+			// Dialing may take long (a node starting or stopping
+			// accepts and does not answer yet): it must not hold up
+			// the copies to the others. The copy goes when the stream
+			// is up, within the timeout; if it cannot, a stand-in
+			// reply counts it as failed.
+			sent++
+			go func() {
+				sctx, scancel := context.WithTimeout(ctx, r.cfg.Timeout)
+				defer scancel()
+				if _, err := p.start(sctx, m, replies); err != nil {
+					r.missed(id, slot)
+					replies <- &wire.Msg{ID: m.ID, From: string(id), Err: err.Error()}
+				}
+			}()
+			continue
+		}
+		c, err := p.start(ctx, m, replies)
 		if err == nil {
 			sent++
 			defer c.forget(m.ID)

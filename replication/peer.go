@@ -68,6 +68,21 @@ func (p *peer) drop(err error) {
 	}
 }
 
+// connected reports whether a live connection to the peer is up.
+func (p *peer) connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conn == nil {
+		return false
+	}
+	select {
+	case <-p.conn.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // get returns a live connection, dialing one if needed. One dial runs
 // at a time, without the lock: callers wait for it only as long as their
 // ctx allows, so a peer whose port accepts but never answers (a node
