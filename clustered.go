@@ -106,15 +106,22 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 }
 
 // start begins serving peers once the RESP engine exists.
-// start serves the data plane. The node first holds its primaries back
-// (it declares itself draining, so the leader makes it primary of
-// nothing) until every slot it backs up has caught up with its primary;
-// then it declares itself active and takes its primaries back. A
-// restarted node so never serves a slot as primary with a copy that
-// missed writes while it was away, and the takeover, with a copy already
-// in sync, is quick.
+// start serves the data plane. A node with data from before (a restart)
+// first holds its primaries back (it declares itself draining, so the
+// leader makes it primary of nothing) until every slot it backs up has
+// caught up with its primary; then it declares itself active and takes
+// its primaries back. A restarted node so never serves a slot as primary
+// with a copy that missed writes while it was away, and the takeover,
+// with a copy already in sync, is quick.
 func (c *clusterPart) start() {
 	c.rep.Start(c.n.resp.Exec)
+	if c.n.store.Fresh() {
+		// Nothing from before to catch up on: a new cluster's nodes
+		// holding back would only move primaries around while it forms.
+		// (A node whose disk was wiped is kept from counting as a
+		// replica by the replication layer until it has resynced.)
+		return
+	}
 	c.holding.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	if err := c.cn.SetState(ctx, cluster.StateDraining); err != nil {

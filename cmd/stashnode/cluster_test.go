@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for i, p := range nodes {
+		waitReadyz(t, p, time.Until(deadline))
 		c := p.client(t)
 		for {
 			err := c.Set(context.Background(), fmt.Sprintf("probe-%d", i), "1", 0).Err()
@@ -57,6 +59,26 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 		}
 	}
 	return nodes
+}
+
+// waitReadyz waits until p's /readyz answers 200: the node has the table,
+// serves its primaries and its backups are in sync.
+func waitReadyz(t *testing.T, p *proc, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", p.adminPort))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node on port %d not ready after %v", p.port, d)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (p *proc) addr() string { return "127.0.0.1:" + strconv.Itoa(p.port) }
