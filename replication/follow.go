@@ -264,12 +264,14 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	fenced := make(map[uint16]bool) // the old primary answered having applied t
+	var newest uint64               // the newest table epoch a peer answered with
 	for id, ss := range bySource {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ok, epoch := r.syncFrom(id, ss, "takeover", &r.Reconciled)
 			mu.Lock()
+			newest = max(newest, epoch)
 			for s := range ok {
 				if prev := due[s].prev; len(prev) > 0 && prev[0] == id && epoch >= t.Epoch() {
 					fenced[s] = true
@@ -288,6 +290,14 @@ func (r *Replicator) reconcile(t *ring.Table, slots []uint16, due map[uint16]tak
 		}()
 	}
 	wg.Wait()
+	if newest > t.Epoch() {
+		// A peer already acts on a newer table: this node's control
+		// plane is behind (as right after a partition heals, when the
+		// first heartbeat comes before the entries it missed), and the
+		// slots may have moved meanwhile. Serve nothing on t.
+		r.log.Info("takeover: a peer has a newer table; waiting for it", "ours", t.Epoch(), "theirs", newest)
+		return nil
+	}
 	short, early := 0, 0
 	now := time.Now()
 	for _, s := range slots {

@@ -206,3 +206,29 @@ func TestNoServingOnStaleReadinessAfterContactReturns(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestNoTakeoverOnATableBehindPeers: back in contact, a node whose
+// control plane has not caught up yet (heartbeats arrive before the
+// entries it missed) must not take its old slots over again on the old
+// table when the peers it consults act on a newer one.
+func TestNoTakeoverOnATableBehindPeers(t *testing.T) {
+	t.Parallel()
+	tn, t1 := newCluster(t, harnessConfig{Lease: 100 * time.Millisecond})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	slot := ring.Slot(keysWith(t, t1, "tb", 1, primaryIs("A"))[0])
+	a.cl.contact.Store(false)
+	time.Sleep(300 * time.Millisecond)
+	t2 := t1.Demote(2, func(id ring.NodeID) bool { return id == "A" })
+	b.setTable(t2)
+	c.setTable(t2)
+	b.waitTable(t, 2)
+	c.waitTable(t, 2)
+	a.cl.contact.Store(true) // A's control plane still holds t1
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if a.rep.Serving(slot) {
+			t.Fatal("A serves its old slot on table 1 while its peers act on table 2")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

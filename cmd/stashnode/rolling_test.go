@@ -58,22 +58,24 @@ func TestRollingDeploy(t *testing.T) {
 	t.Cleanup(func() { stop(); wg.Wait() })
 
 	// The baseline for read latency is measured in quiet windows before
-	// each pass, so that whatever else loads the machine meanwhile (other
-	// tests) weighs on the baseline as on the passes.
-	quiet := func(d time.Duration) {
-		w.setPhase(phaseSteady)
-		time.Sleep(d)
+	// each pass and between its restarts (every node ready), so that
+	// whatever else loads the machine meanwhile (other tests) weighs on
+	// the baseline as on the restarts.
+	quiet := func(d time.Duration, next int32) func() {
+		return func() {
+			w.setPhase(phaseSteady)
+			time.Sleep(d)
+			w.setPhase(next)
+		}
 	}
 	var passes []string
 	for pass := 1; pass <= 3; pass++ {
-		quiet(4 * time.Second)
-		w.setPhase(phaseTerm)
-		took := fl.rollingPass(syscall.SIGTERM)
+		quiet(3*time.Second, phaseTerm)()
+		took := fl.rollingPass(syscall.SIGTERM, quiet(time.Second, phaseTerm))
 		passes = append(passes, fmt.Sprintf("SIGTERM pass %d: %v", pass, took.Round(100*time.Millisecond)))
 	}
-	quiet(4 * time.Second)
-	w.setPhase(phaseKill)
-	took := fl.rollingPass(syscall.SIGKILL)
+	quiet(3*time.Second, phaseKill)()
+	took := fl.rollingPass(syscall.SIGKILL, nil)
 	passes = append(passes, fmt.Sprintf("kill -9 pass: %v", took.Round(100*time.Millisecond)))
 
 	w.setPhase(phaseScale)
@@ -203,10 +205,17 @@ func (f *fleet) addrs() []string {
 }
 
 // rollingPass restarts every node in turn (SIGTERM: graceful; SIGKILL:
-// kill -9), each time waiting for the node's /readyz before the next.
-func (f *fleet) rollingPass(sig syscall.Signal) time.Duration {
+// kill -9), each time waiting for the node's /readyz before the next;
+// between runs between restarts.
+func (f *fleet) rollingPass(sig syscall.Signal, between func()) time.Duration {
 	start := time.Now()
-	for _, n := range f.nodes {
+	var idle time.Duration // in between, not counted in the pass's time
+	for i, n := range f.nodes {
+		if i > 0 && between != nil {
+			t0 := time.Now()
+			between()
+			idle += time.Since(t0)
+		}
 		if sig == syscall.SIGKILL {
 			n.cmd.Process.Kill()
 			<-n.done
@@ -216,7 +225,7 @@ func (f *fleet) rollingPass(sig syscall.Signal) time.Duration {
 		n.launch()
 		f.waitReady(n, 90*time.Second)
 	}
-	return time.Since(start)
+	return time.Since(start) - idle
 }
 
 func (f *fleet) waitReady(n *fleetNode, d time.Duration) {
