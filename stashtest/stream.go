@@ -80,16 +80,20 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+// failed is the error a read or write ends with at once: the own side
+// closed (closed), or the pipe failed. Called with p.mu held.
+func (p *pipe) failed(closed bool) error {
+	if closed {
+		return net.ErrClosed
+	}
+	return p.err
+}
+
 func (p *pipe) read(b []byte) (int, error) {
 	for {
 		changed, open := p.net.watch(p.from, p.to)
 		p.mu.Lock()
-		switch {
-		case p.rclosed:
-			p.mu.Unlock()
-			return 0, net.ErrClosed
-		case p.err != nil:
-			err := p.err
+		if err := p.failed(p.rclosed); err != nil {
 			p.mu.Unlock()
 			return 0, err
 		}
@@ -141,12 +145,7 @@ func (p *pipe) write(b []byte, delay time.Duration) (int, error) {
 	for {
 		changed, open := p.net.watch(p.from, p.to)
 		p.mu.Lock()
-		switch {
-		case p.wclosed:
-			p.mu.Unlock()
-			return 0, net.ErrClosed
-		case p.err != nil:
-			err := p.err
+		if err := p.failed(p.wclosed); err != nil {
 			p.mu.Unlock()
 			return 0, err
 		}

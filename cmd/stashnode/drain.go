@@ -52,7 +52,7 @@ func drain(args []string, stdout, stderr io.Writer) int {
 		time.Sleep(200 * time.Millisecond)
 		st, err := clusterStatus(hc, base)
 		switch {
-		case errors.Is(err, syscall.ECONNREFUSED) || isGone(err):
+		case isGone(err):
 			if last != "" && !*quiet {
 				fmt.Fprintln(stdout)
 			}
@@ -95,11 +95,8 @@ func drainFlags(stderr io.Writer) (*flag.FlagSet, *drainOpts) {
 // isGone reports whether err means nothing answers at the address any
 // more (the node has stopped).
 func isGone(err error) bool {
-	if err == nil {
-		return false
-	}
-	s := err.Error()
-	return strings.Contains(s, "connection refused") || strings.Contains(s, "connection reset") || strings.Contains(s, "EOF")
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func clusterStatus(hc *http.Client, base string) (stash.ClusterStatus, error) {
