@@ -48,8 +48,12 @@ func TestDrainCommand(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("drained node still runs")
 	}
-	// The survivors hold every slot and every key. (The client's slot
-	// map still names the drained node: it reloads it.)
+	// The survivors hold every slot and every key once they have taken
+	// the slots over. (The client's slot map still names the drained
+	// node: it reloads it.)
+	for _, p := range nodes[1:] {
+		waitReadyz(t, p, 30*time.Second)
+	}
 	c.ReloadState(ctx(t))
 	counts := primaryCounts(t, nodes[1].client(t))
 	if counts[victim.port] != 0 {

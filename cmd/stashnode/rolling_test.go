@@ -19,6 +19,7 @@ import (
 
 	"github.com/stashcluster/stash"
 	"github.com/stashcluster/stash/client"
+	"github.com/stashcluster/stash/internal/testlock"
 )
 
 // TestRollingDeploy is the rolling-deploy acceptance test: five nodes
@@ -32,6 +33,9 @@ func TestRollingDeploy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("rolling-deploy acceptance test takes minutes; run without -short (.ci/run does)")
 	}
+	// Its latency bound compares quiet windows with restarts: not while
+	// another package's heavy test (a jepsen scenario) shares the cores.
+	testlock.Heavy(t)
 	const (
 		clients   = 20
 		downGrace = "10s"

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"github.com/stashcluster/stash/internal/testlock"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,6 +51,7 @@ func needHosts(t *testing.T) string {
 func scenario(t *testing.T, cfg Config) *Results {
 	t.Helper()
 	cfg.Bin = needHosts(t)
+	testlock.Heavy(t) // not alongside another package's heavy test
 	if cfg.Out == "" {
 		cfg.Out = t.TempDir()
 	}
