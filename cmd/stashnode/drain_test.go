@@ -19,7 +19,8 @@ import (
 // others, and they accept writes for every slot.
 func TestDrainCommand(t *testing.T) {
 	nodes := startCluster(t, 3)
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[1].addr(), nodes[2].addr()}})
+	// TRYAGAIN (a slot changing hands) is retryable: retry it for a while.
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{nodes[1].addr(), nodes[2].addr()}, MaxRetries: 30, MaxRetryBackoff: 500 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	const n = 2000
 	for i := range n {
