@@ -26,6 +26,10 @@ func TestBackupCatchesUpAfterPartition(t *testing.T) {
 			t.Fatalf("set %s with C partitioned: %v", k, err)
 		}
 	}
+	// Copies to C were sent on goroutines of their own; one that runs
+	// only after the heal would deliver its copy directly, and C would
+	// not have to repair it.
+	waitFor(t, 5*time.Second, "A's copies to C to give up", func() bool { return a.rep.copying.Load() == 0 })
 	if _, ok := c.lookup(keys[0]); ok {
 		t.Fatal("C holds a key written while it was partitioned: the harness did not partition it")
 	}

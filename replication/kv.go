@@ -194,7 +194,9 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 			// is up, within the timeout; if it cannot, a stand-in
 			// reply counts it as failed.
 			sent++
+			r.copying.Add(1)
 			go func() {
+				defer r.copying.Add(-1)
 				sctx, scancel := context.WithTimeout(ctx, r.cfg.Timeout)
 				defer scancel()
 				if _, err := p.start(sctx, m, replies); err != nil {

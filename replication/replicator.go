@@ -120,6 +120,9 @@ type Replicator struct {
 	// missed); the catch-up loop tells each backup.
 	missedMu sync.Mutex
 	missedBy map[ring.NodeID]map[uint16]struct{}
+	// copying counts copies still waiting for a stream to their backup
+	// (see replicate); each ends within Timeout.
+	copying atomic.Int64
 
 	peersMu sync.Mutex
 	peers   map[ring.NodeID]*peer

@@ -32,3 +32,32 @@ func TestFreeSkipsTakenPorts(t *testing.T) {
 		t.Fatalf("free(%d) with a listener on it", p)
 	}
 }
+
+func TestFreeNeverRepeats(t *testing.T) {
+	seen := make(map[int]bool)
+	for range 300 {
+		p := Free(t)
+		if seen[p] {
+			t.Fatalf("Free gave %d twice", p)
+		}
+		seen[p] = true
+	}
+}
+
+func TestStripesOfTwoProcessesDiffer(t *testing.T) {
+	Free(t) // this process has claimed its stripe
+	l1, h1 := lo, hi
+	if held == nil {
+		t.Fatal("no stripe lock was taken")
+	}
+	// A second claim in this process stands for another process: the
+	// lock is per open file, so this process's own stripe is busy to it.
+	l2, h2, f := claim()
+	if f == nil {
+		t.Fatal("the second claim took no stripe")
+	}
+	defer f.Close()
+	if l2 <= h1 && l1 <= h2 {
+		t.Fatalf("second claim %d-%d overlaps the first %d-%d", l2, h2, l1, h1)
+	}
+}
