@@ -23,13 +23,10 @@ package wire
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Version is the message format version, sent in every frame.
@@ -76,34 +73,34 @@ func (k Kind) String() string {
 // Entry is one stash as it travels between replicas: its full state and
 // version, or a deletion (Deleted) at that version.
 type Entry struct {
-	Key      string `msgpack:"k"`
-	Kind     uint8  `msgpack:"t,omitempty"`
-	Value    []byte `msgpack:"v,omitempty"`
-	ExpireAt int64  `msgpack:"x,omitempty"`
-	Epoch    uint32 `msgpack:"e,omitempty"`
-	Seq      uint64 `msgpack:"s,omitempty"`
-	Deleted  bool   `msgpack:"d,omitempty"`
+	Key      string
+	Kind     uint8
+	Value    []byte
+	ExpireAt int64
+	Epoch    uint32
+	Seq      uint64
+	Deleted  bool
 }
 
 // Msg is one message. Which fields are set depends on Kind.
 type Msg struct {
-	V       uint8    `msgpack:"V"`
-	Kind    Kind     `msgpack:"K"`
-	ID      uint64   `msgpack:"I,omitempty"` // request ID, echoed by the reply
-	Epoch   uint64   `msgpack:"E,omitempty"` // sender's slot-table epoch
-	From    string   `msgpack:"F,omitempty"` // sender's node name
-	Slot    uint16   `msgpack:"S,omitempty"`
-	Slots   []uint16 `msgpack:"L,omitempty"`
-	Args    [][]byte `msgpack:"A,omitempty"`
-	Reply   []byte   `msgpack:"R,omitempty"`
-	Entries []Entry  `msgpack:"N,omitempty"`
-	Digests []uint64 `msgpack:"D,omitempty"`
-	Last    bool     `msgpack:"Z,omitempty"`
-	Err     string   `msgpack:"X,omitempty"`
-	Proto   uint8    `msgpack:"P,omitempty"` // RESP protocol a forwarded command replies in (2 or 3)
+	V       uint8
+	Kind    Kind
+	ID      uint64 // request ID, echoed by the reply
+	Epoch   uint64 // sender's slot-table epoch
+	From    string // sender's node name
+	Slot    uint16
+	Slots   []uint16
+	Args    [][]byte
+	Reply   []byte
+	Entries []Entry
+	Digests []uint64
+	Last    bool
+	Err     string
+	Proto   uint8 // RESP protocol a forwarded command replies in (2 or 3)
 	// States, in a Digests reply, has one byte per slot of Digests: how
 	// complete the sender's copy is (SlotComplete, SlotLost).
-	States []byte `msgpack:"T,omitempty"`
+	States []byte
 }
 
 // Bits of Msg.States.
@@ -122,13 +119,6 @@ type Writer struct {
 	bw  *bufio.Writer
 	enc *Encoder
 	buf []byte
-}
-
-type frameBuf struct{ b []byte }
-
-func (f *frameBuf) Write(p []byte) (int, error) {
-	f.b = append(f.b, p...)
-	return len(p), nil
 }
 
 // NewWriter wraps w.
@@ -211,10 +201,7 @@ func (r *Reader) Ready() bool {
 // Decode decodes one frame body. The Msg does not alias b.
 func Decode(b []byte) (*Msg, error) {
 	m := new(Msg)
-	d := msgpack.GetDecoder()
-	defer msgpack.PutDecoder(d)
-	d.Reset(bytes.NewReader(b))
-	if err := m.decode(d, len(b)); err != nil {
+	if err := m.decode(b); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadFrame, err)
 	}
 	if m.V != Version {
@@ -227,34 +214,23 @@ func Decode(b []byte) (*Msg, error) {
 }
 
 // Encoder appends whole frames to a byte slice, for writers that batch
-// frames from many goroutines themselves. Not safe for concurrent use.
-type Encoder struct {
-	enc *msgpack.Encoder
-	out frameBuf
-}
+// frames from many goroutines themselves. It holds no state: the type
+// stays so that callers need not change if it ever does.
+type Encoder struct{}
 
 // NewEncoder returns an Encoder.
-func NewEncoder() *Encoder {
-	e := &Encoder{}
-	e.enc = msgpack.NewEncoder(&e.out)
-	e.enc.UseCompactInts(true)
-	return e
-}
+func NewEncoder() *Encoder { return &Encoder{} }
 
-// Append appends m's frame (length header and body) to dst.
+// Append appends m's frame (length header and body) to dst. On error dst
+// is returned as it was.
 func (e *Encoder) Append(dst []byte, m *Msg) ([]byte, error) {
 	m.V = Version
-	e.out.b = e.out.b[:0]
-	if err := e.enc.Encode(m); err != nil {
-		return dst, fmt.Errorf("wire: encoding %s: %w", m.Kind, err)
+	start := len(dst)
+	out := m.appendBody(append(dst, 0, 0, 0, 0))
+	n := len(out) - start - 4
+	if n > MaxFrame {
+		return dst[:start], fmt.Errorf("%w: %s of %d bytes", ErrFrameTooLarge, m.Kind, n)
 	}
-	if len(e.out.b) > MaxFrame {
-		return dst, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, len(e.out.b))
-	}
-	dst = binary.BigEndian.AppendUint32(dst, uint32(len(e.out.b)))
-	dst = append(dst, e.out.b...)
-	if cap(e.out.b) > 1<<20 {
-		e.out.b = nil // do not pin a big buffer
-	}
-	return dst, nil
+	binary.BigEndian.PutUint32(out[start:], uint32(n))
+	return out, nil
 }

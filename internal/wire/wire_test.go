@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"testing"
@@ -54,8 +55,12 @@ func TestRejects(t *testing.T) {
 		b := binary.BigEndian.AppendUint32(nil, uint32(len(body)))
 		return append(b, body...)
 	}
-	wrongVersion, _ := msgpack.Marshal(&Msg{V: 99, Kind: KindAck})
-	unknownKind, _ := msgpack.Marshal(&Msg{V: Version, Kind: 200})
+	wrongVersion := (&Msg{V: 99, Kind: KindAck}).appendBody(nil)
+	unknownKind := (&Msg{V: Version, Kind: 200}).appendBody(nil)
+	trailing := append((&Msg{V: Version, Kind: KindAck}).appendBody(nil), 0x01)
+	tooFew, _ := msgpack.Marshal([]any{Version, KindAck})
+	// 15 fields: version, kind, ID, epoch, then From claims ~4 GiB.
+	hugeString := []byte{0x9f, Version, byte(KindAck), 0, 0, 0xdb, 0xff, 0xff, 0xff, 0xf0}
 	cases := map[string]struct {
 		in   []byte
 		want error
@@ -64,6 +69,9 @@ func TestRejects(t *testing.T) {
 		"garbage body":  {frame([]byte{0xc1, 0xff, 0x00}), ErrBadFrame},
 		"wrong version": {frame(wrongVersion), ErrBadFrame},
 		"unknown kind":  {frame(unknownKind), ErrBadFrame},
+		"trailing byte": {frame(trailing), ErrBadFrame},
+		"too few":       {frame(tooFew), ErrBadFrame},
+		"huge string":   {frame(hugeString), ErrBadFrame},
 		"torn body":     {frame([]byte{1, 2, 3})[:5], io.ErrUnexpectedEOF},
 	}
 	for name, c := range cases {
@@ -83,8 +91,7 @@ func FuzzDecode(f *testing.F) {
 		{V: Version, Kind: KindForward, Args: [][]byte{[]byte("GET"), []byte("k")}},
 		{V: Version, Kind: KindReplicate, Entries: []Entry{{Key: "k", Value: []byte("v"), Seq: 3}}},
 	} {
-		b, _ := msgpack.Marshal(m)
-		f.Add(b)
+		f.Add(m.appendBody(nil))
 	}
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -211,5 +218,71 @@ func TestReadyOnlyForWholeBufferedFrames(t *testing.T) {
 	}
 	if !r.Ready() {
 		t.Fatal("not Ready with a whole frame buffered")
+	}
+}
+
+// BenchmarkCodec encodes and decodes one replicated 1 KiB write and its
+// ack: the frames every acknowledged write costs.
+func BenchmarkCodec(b *testing.B) {
+	m := &Msg{Kind: KindReplicate, ID: 123456, Epoch: 3, From: "node-1", Slot: 7777, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: bytes.Repeat([]byte("v"), 1024), ExpireAt: 1790000000000, Epoch: 3, Seq: 991234}}}
+	ack := &Msg{Kind: KindAck, ID: 123456, From: "node-2"}
+	enc := NewEncoder()
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, x := range []*Msg{m, ack} {
+			var err error
+			buf, err = enc.Append(buf[:0], x)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := Decode(buf[4:]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestMsgpackCompat: frames are plain msgpack. A general msgpack decoder
+// reads what Encoder writes, and Decode reads what a general encoder
+// writes with its own choice of integer widths.
+func TestMsgpackCompat(t *testing.T) {
+	m := &Msg{Kind: KindReplicate, ID: 1 << 40, Epoch: 300, From: "node-1", Slot: 16383, Slots: []uint16{1, 2},
+		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: bytes.Repeat([]byte("v"), 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
+		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}}
+	frame, err := NewEncoder().Append(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields []any
+	if err := msgpack.Unmarshal(frame[4:], &fields); err != nil {
+		t.Fatalf("a msgpack decoder cannot read the frame: %v", err)
+	}
+	if len(fields) != msgFields || fields[4] != "node-1" || fmt.Sprint(fields[13]) != "3" {
+		t.Fatalf("msgpack decoder read %d fields: %v", len(fields), fields)
+	}
+	entry := fields[9].([]any)[0].([]any)
+	if entry[0] != "k" || !bytes.Equal(entry[2].([]byte), m.Entries[0].Value) || fmt.Sprint(entry[3]) != "-5" || fmt.Sprint(entry[5]) != "8589934592" || entry[6] != true {
+		t.Fatalf("entry as a msgpack decoder reads it: %v", entry)
+	}
+
+	// The same message from a general encoder, integers at full width.
+	body, err := msgpack.Marshal([]any{
+		int64(Version), int64(KindReplicate), uint64(1 << 40), int64(300), "node-1", int64(16383), []any{int64(1), uint16(2)},
+		[][]byte{[]byte("SET"), {}}, nil,
+		[]any{[]any{"k", int32(1), m.Entries[0].Value, int64(-5), int64(70000), uint64(1 << 33), true}},
+		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete},
+		map[string]any{"a field": "from a newer sender"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(body)
+	if err != nil {
+		t.Fatalf("Decode of a general encoder's frame: %v", err)
+	}
+	m.V = Version
+	if !reflect.DeepEqual(got, m) {
+		t.Fatalf("Decode of a general encoder's frame:\n got %+v\nwant %+v", got, m)
 	}
 }
