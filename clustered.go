@@ -114,7 +114,12 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 // with a copy that missed writes while it was away, and the takeover,
 // with a copy already in sync, is quick.
 func (c *clusterPart) start() {
-	c.rep.Start(c.n.resp.Exec)
+	c.rep.Start(func(ctx context.Context, proto int, args [][]byte) []byte {
+		if slot, ok := replication.LocalRead(ctx); ok {
+			return c.n.resp.ExecLocalRead(ctx, slot, proto, args)
+		}
+		return c.n.resp.Exec(ctx, proto, args)
+	})
 	if c.n.store.Fresh() {
 		// Nothing from before to catch up on: a new cluster's nodes
 		// holding back would only move primaries around while it forms.
@@ -358,6 +363,14 @@ func (c *clusterPart) Route(slot uint16, write, readonly bool) server.Route {
 		return server.Route{Local: true}
 	}
 	m := (*c.addrs.Load())[d.Primary]
+	if d.Fallback {
+		if m.alive {
+			// The previous primary runs the read for this node
+			// (Forward); it would redirect a client straight back here.
+			return server.Route{}
+		}
+		return server.Route{Err: fmt.Sprintf("TRYAGAIN slot %d is being taken over by this node", slot)}
+	}
 	if m.resp == "" || !m.alive {
 		// Known down: answer at once (nothing done) rather than wait on
 		// a dial; its slots move to a backup within seconds.
@@ -557,6 +570,7 @@ func (c *clusterPart) registerMetrics(reg *prometheus.Registry) {
 		counter("stash_noquorum_writes_total", "Writes that did not reach the write quorum (answered NOQUORUM).", &c.rep.NoQuorum),
 		counter("stash_reconciled_entries_total", "Entries fetched from other replicas while taking slots over.", &c.rep.Reconciled),
 		counter("stash_repaired_entries_total", "Entries a backup fetched from its primary because its copy lacked them (catch-up, re-replication, anti-entropy).", &c.rep.Repaired),
+		counter("stash_fallback_reads_total", "Reads this node ran for a slot it had just handed over, for a new primary still taking the slot over.", &c.rep.FallbackReads),
 		counter("stash_refused_stale_copies_total", "Copies refused because they came from a primary a newer table deposed.", &c.rep.Refused),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stash_catching_up_slots", Help: "Slots this node backs up whose copy is not in sync with the primary yet."},
 			func() float64 { return float64(c.rep.Unsynced()) }),

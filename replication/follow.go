@@ -96,13 +96,27 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 	for s := range ring.Slots {
 		slot := uint16(s)
 		if t.Primary(slot) != r.cfg.Self {
-			if r.ready[slot].Swap(false) {
+			wasServing := r.ready[slot].Swap(false) && !r.cutOff.Load()
+			if wasServing {
 				lost++
 			}
+			if wasServing && !gap {
+				r.handedOver[slot].Store(t.Epoch())
+			} else if gap {
+				r.handedOver[slot].Store(0)
+			}
 			delete(due, slot)
-		} else if gap {
-			r.ready[slot].Store(false)
+		} else {
+			r.handedOver[slot].Store(0)
+			if gap {
+				r.ready[slot].Store(false)
+			}
 		}
+	}
+	if gap || prevT == nil || prevT.Epoch() == t.Epoch() {
+		r.prevTable.Store(nil)
+	} else {
+		r.prevTable.Store(prevT)
 	}
 	r.gen++ // a reconciliation round under way reports for an older state
 	notBefore := time.Now().Add(r.cl.LeaseTimeout())

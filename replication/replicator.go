@@ -100,8 +100,19 @@ type Replicator struct {
 	log   *slog.Logger
 
 	table atomic.Pointer[ring.Table]
-	gen   uint64                  // bumped by every apply; owned by the follow goroutine
-	ready [ring.Slots]atomic.Bool // serving as primary: reconciled and lease waited
+	// prevTable: the table applied before table, with no gap between
+	// them (nil after a gap or a restart). A slot this node gained in
+	// table is read at its primary in prevTable until taken over.
+	prevTable atomic.Pointer[ring.Table]
+	// handedOver[slot]: the epoch of the table that moved slot away while
+	// this node served it; 0 once anything may have changed the slot
+	// since (a copy from the new primary, a gap, lost contact). While set
+	// to the current epoch, this node's copy holds every write that was
+	// acknowledged for the slot, and the new primary acknowledges none
+	// before its takeover is done: it may serve fallback reads.
+	handedOver [ring.Slots]atomic.Uint64
+	gen        uint64                  // bumped by every apply; owned by the follow goroutine
+	ready      [ring.Slots]atomic.Bool // serving as primary: reconciled and lease waited
 
 	// synced: this node's copy of the slot holds every acknowledged
 	// write (see catchup.go). syncMu orders flag changes with table
@@ -144,6 +155,9 @@ type Replicator struct {
 
 	// Counters for metrics and tests.
 	Forwarded, Replicated, NoQuorum, Reconciled, Refused atomic.Int64
+	// FallbackReads counts reads this node ran for a slot it had handed
+	// over, for its new primary still taking it over.
+	FallbackReads atomic.Int64
 	// Repaired counts entries a backup fetched from its primary because
 	// its copy lacked them (catch-up, re-replication, anti-entropy).
 	Repaired atomic.Int64

@@ -15,6 +15,10 @@ type Decision struct {
 	Local   bool        // run it here
 	Primary ring.NodeID // otherwise: the slot's primary
 	Err     string      // when set: answer with this RESP error instead
+	// Fallback: Primary is the slot's previous primary, which runs the
+	// read (through Forward) while this node takes the slot over. Not a
+	// node to redirect a client to: it no longer serves the slot itself.
+	Fallback bool
 }
 
 // Route decides where a command on slot runs: here when this node serves
@@ -37,9 +41,51 @@ func (r *Replicator) Route(slot uint16, write, readonly bool) Decision {
 		if !r.cl.InContact() {
 			return Decision{Err: "TRYAGAIN this node lost contact with the cluster; retry on another node"}
 		}
+		if prev := r.prevPrimary(slot); !write && prev != "" {
+			return Decision{Primary: prev, Fallback: true}
+		}
 		return Decision{Err: fmt.Sprintf("TRYAGAIN slot %d is being taken over by this node", slot)}
 	}
 	return Decision{Primary: p}
+}
+
+// prevPrimary returns the slot's primary in the table before the current
+// one, when that is another node, or "".
+func (r *Replicator) prevPrimary(slot uint16) ring.NodeID {
+	pt := r.prevTable.Load()
+	if pt == nil {
+		return ""
+	}
+	if p := pt.Primary(slot); p != r.cfg.Self {
+		return p
+	}
+	return ""
+}
+
+// canServePrev reports whether this node may run a fallback read of slot
+// for from, which is the slot's primary at epoch and still taking it
+// over: either this node still serves the slot (it has not applied that
+// table yet), or it handed the slot over in exactly that table and
+// nothing has changed the slot here since.
+func (r *Replicator) canServePrev(slot uint16, epoch uint64, from ring.NodeID) bool {
+	t := r.table.Load()
+	if t == nil || slot >= ring.Slots || !r.cl.InContact() || r.cutOff.Load() {
+		return false
+	}
+	if t.Epoch() < epoch {
+		return r.Serving(slot)
+	}
+	return t.Epoch() == epoch && t.Primary(slot) == from && r.handedOver[slot].Load() == epoch
+}
+
+type localReadKey struct{}
+
+// LocalRead reports whether a forwarded command's ctx marks it as a
+// fallback read: the ExecFunc must run it here, on this node's copy of
+// slot, and refuse it if it writes or touches another slot.
+func LocalRead(ctx context.Context) (slot uint16, ok bool) {
+	slot, ok = ctx.Value(localReadKey{}).(uint16)
+	return slot, ok
 }
 
 // Forward runs args (a whole command) on slot's primary and returns its
@@ -51,8 +97,15 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 		return nil, errors.New("no slot table yet")
 	}
 	p := t.Primary(slot)
+	fallback := false
 	if p == r.cfg.Self {
-		return nil, fmt.Errorf("slot %d is this node's own", slot)
+		// Taking the slot over: a read (Route sends only reads this
+		// way) runs at the previous primary.
+		prev := r.prevPrimary(slot)
+		if prev == "" || r.Serving(slot) {
+			return nil, fmt.Errorf("slot %d is this node's own", slot)
+		}
+		p, fallback = prev, true
 	}
 	// The request buffer is reused once we return, possibly before the
 	// writer goroutine encoded the frame: send a copy.
@@ -67,7 +120,7 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 	fctx, cancel := context.WithTimeout(ctx, 2*r.cfg.Timeout+time.Second)
 	defer cancel()
 	pr := r.peer(p)
-	rep, err := pr.call(fctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: own})
+	rep, err := pr.call(fctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: own, Fallback: fallback})
 	if errors.Is(err, errNotSent) {
 		// The primary never saw it: certainly not applied.
 		return nil, &Error{"TRYAGAIN", fmt.Sprintf("primary %s of slot %d unreachable: %v", p, slot, err)}

@@ -117,6 +117,13 @@ func (r *Replicator) serveConn(nc net.Conn) {
 
 func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
 	r.Forwarded.Add(1)
+	if m.Fallback {
+		if !r.canServePrev(m.Slot, m.Epoch, ring.NodeID(m.From)) {
+			return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: fmt.Appendf(nil, "-TRYAGAIN slot %d is being taken over by %s\r\n", m.Slot, m.From)}
+		}
+		r.FallbackReads.Add(1)
+		ctx = context.WithValue(ctx, localReadKey{}, m.Slot)
+	}
 	// No timer of its own: a write it runs waits for its backups at most
 	// the replication timeout, and ctx ends with the stream.
 	proto := int(m.Proto)
@@ -143,6 +150,10 @@ func (r *Replicator) handleReplicate(ctx context.Context, m *wire.Msg) *wire.Msg
 		r.Refused.Add(1)
 		ack.Err = fmt.Sprintf("STALE epoch %d: table %d names %s as primary of slot %d", m.Epoch, t.Epoch(), t.Primary(m.Slot), m.Slot)
 		return ack
+	}
+	// The slot changes here now: fallback reads of it must stop.
+	if m.Slot < ring.Slots {
+		r.handedOver[m.Slot].Store(0)
 	}
 	for _, e := range m.Entries {
 		if _, err := r.store.Apply(ctx, m.Slot, fromEntry(e), e.Deleted); err != nil {

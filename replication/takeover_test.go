@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stashcluster/stash/internal/wire"
 	"github.com/stashcluster/stash/ring"
 )
 
@@ -230,5 +231,82 @@ func TestNoTakeoverOnATableBehindPeers(t *testing.T) {
 			t.Fatal("A serves its old slot on table 1 while its peers act on table 2")
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestFallbackReadDuringTakeover: while the new primary of a slot takes
+// it over, reads arriving there run at the previous primary (which still
+// serves the slot, or handed it over in exactly that table) instead of
+// answering TRYAGAIN; writes still get TRYAGAIN. Once the new primary
+// has sent a copy of a write, the old one refuses fallback reads: its
+// copy is no longer the slot's whole state.
+func TestFallbackReadDuringTakeover(t *testing.T) {
+	t.Parallel()
+	tn, t1 := newCluster(t, harnessConfig{Lease: 5 * time.Second})
+	a, b, c := tn.node("A"), tn.node("B"), tn.node("C")
+	k := keysWith(t, t1, "fb", 1, primaryIs("A", "C", "B"))[0]
+	slot := ring.Slot(k)
+	ctx := context.Background()
+	get := [][]byte{[]byte("GET"), []byte(k)}
+	if err := a.set(ctx, k, "v1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Epoch 2 makes C primary. A has not applied it, so C must wait out
+	// A's lease before it serves.
+	t2 := t1.Demote(2, func(id ring.NodeID) bool { return id == "A" })
+	if t2.Primary(slot) != "C" {
+		t.Fatalf("epoch 2 gives slot %d to %s, want C", slot, t2.Primary(slot))
+	}
+	b.setTable(t2)
+	c.setTable(t2)
+	c.waitTable(t, 2)
+	if c.rep.Serving(slot) {
+		t.Fatal("C serves at once although A's lease has not run out")
+	}
+	if d := c.rep.Route(slot, true, false); !strings.HasPrefix(d.Err, "TRYAGAIN ") {
+		t.Fatalf("write on C while taking over: %+v, want TRYAGAIN", d)
+	}
+	if d := c.rep.Route(slot, false, false); !d.Fallback || d.Primary != "A" {
+		t.Fatalf("read on C while taking over: %+v, want a fallback to A", d)
+	}
+	read := func(what string) {
+		t.Helper()
+		rep, err := c.rep.Forward(ctx, slot, 2, get)
+		if err != nil || string(rep) != "$2\r\nv1\r\n" {
+			t.Fatalf("fallback read %s: %q, %v", what, rep, err)
+		}
+	}
+	read("while A still serves")
+
+	// A applies epoch 2: it handed the slot over and still serves
+	// fallback reads of it (C's lease wait is not over yet).
+	a.setTable(t2)
+	a.waitTable(t, 2)
+	if c.rep.Serving(slot) {
+		t.Fatal("C serves before its lease wait ended")
+	}
+	read("after A handed the slot over")
+	if n := a.rep.FallbackReads.Load(); n != 2 {
+		t.Fatalf("A ran %d fallback reads, want 2", n)
+	}
+	fallback := func(from string) string {
+		m := &wire.Msg{Kind: wire.KindForward, ID: 1, From: from, Slot: slot, Epoch: 2, Args: get, Fallback: true}
+		return string(a.rep.handleForward(ctx, m).Reply)
+	}
+	if got := fallback("B"); !strings.HasPrefix(got, "-TRYAGAIN ") {
+		t.Fatalf("fallback read asked by B, which is not the slot's primary: %q", got)
+	}
+
+	waitFor(t, 10*time.Second, "C to serve the slot", func() bool { return c.rep.Serving(slot) })
+	if d := c.rep.Route(slot, false, false); !d.Local {
+		t.Fatalf("read on C once it serves: %+v, want local", d)
+	}
+	if err := c.set(ctx, k, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "A to get C's copy", func() bool { st, _ := a.lookup(k); return st.Value == "v2" })
+	if got := fallback("C"); !strings.HasPrefix(got, "-TRYAGAIN ") {
+		t.Fatalf("fallback read after C's first copy reached A: %q, want TRYAGAIN", got)
 	}
 }

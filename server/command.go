@@ -133,6 +133,11 @@ func (c *client) dispatch(args [][]byte) {
 		s.count(cmd.name, false)
 		return
 	}
+	if c.local && cmd.flags&flagWrite != 0 {
+		c.err("TRYAGAIN " + strings.ToUpper(cmd.name) + " is a write; a fallback read runs only reads")
+		s.count(cmd.name, false)
+		return
+	}
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
 		c.arityErr(cmd.name)
 		s.count(cmd.name, false)

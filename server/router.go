@@ -131,6 +131,13 @@ func (c *client) here(cmd *command, args [][]byte) bool {
 		return false
 	}
 	write := cmd.flags&flagWrite != 0
+	if c.local {
+		if write || slot != c.localSlot {
+			c.err("TRYAGAIN a fallback read runs only reads of slot " + strconv.Itoa(int(c.localSlot)))
+			return false
+		}
+		return c.settled(keys)
+	}
 	rt := c.srv.cfg.Router.Route(slot, write, c.readonly)
 	switch {
 	case rt.Err != "":
@@ -249,6 +256,18 @@ func isExhausted(err error) bool { return errors.Is(err, tag.ErrExhausted) }
 // Exec is safe for concurrent use. It does not keep args; the returned
 // slice belongs to the caller.
 func (s *RESP) Exec(ctx context.Context, proto int, args [][]byte) []byte {
+	return s.exec(ctx, proto, args, nil)
+}
+
+// ExecLocalRead runs a read forwarded by the new primary of slot while
+// it takes the slot over: here, on this node's copy, without routing.
+// Anything but a read of keys in slot gets a TRYAGAIN error; the read
+// gate (ReadGate) applies as to any local read.
+func (s *RESP) ExecLocalRead(ctx context.Context, slot uint16, proto int, args [][]byte) []byte {
+	return s.exec(ctx, proto, args, func(c *client) { c.local, c.localSlot = true, slot })
+}
+
+func (s *RESP) exec(ctx context.Context, proto int, args [][]byte, setup func(*client)) []byte {
 	if len(args) == 0 {
 		return []byte("-ERR empty command\r\n")
 	}
@@ -270,6 +289,9 @@ func (s *RESP) Exec(ctx context.Context, proto int, args [][]byte) []byte {
 		exec:   true,
 		addr:   "forwarded",
 		base:   ctx,
+	}
+	if setup != nil {
+		setup(c)
 	}
 	c.dispatch(args)
 	x.wr.Flush()

@@ -475,6 +475,37 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// TestExecLocalRead: a fallback read runs here whatever the router says
+// about its slot, and nothing but reads of that slot runs.
+func TestExecLocalRead(t *testing.T) {
+	ls, rs := keySlots(t)
+	ts, fr := newRouted(t, nil)
+	ctx := context.Background()
+	// Every slot is served here at first (the router's default).
+	if got := string(ts.srv.Exec(ctx, 2, argv("SET", remoteKey, "there"))); got != "+OK\r\n" {
+		t.Fatalf("SET while local: %q", got)
+	}
+	// Now no slot is served here (the new primary took over).
+	fr.set(func(f *fakeRouter) { f.decide = remoteSlots(ls, rs) })
+	for _, s := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"GET", remoteKey}, "$5\r\nthere\r\n"},
+		{[]string{"EXISTS", remoteKey}, ":1\r\n"},
+		{[]string{"GET", localKey}, fmt.Sprintf("-TRYAGAIN a fallback read runs only reads of slot %d\r\n", rs)},
+		{[]string{"SET", remoteKey, "v"}, "-TRYAGAIN SET is a write; a fallback read runs only reads\r\n"},
+		{[]string{"FLUSHALL"}, "-TRYAGAIN FLUSHALL is a write; a fallback read runs only reads\r\n"},
+	} {
+		if got := string(ts.srv.ExecLocalRead(ctx, rs, 2, argv(s.args...))); got != s.want {
+			t.Fatalf("ExecLocalRead(%q): got %q want %q", s.args, got, s.want)
+		}
+	}
+	if fw := fr.takeForwards(); len(fw) != 0 {
+		t.Fatalf("ExecLocalRead forwarded: %v", fw)
+	}
+}
+
 func TestExecConcurrent(t *testing.T) {
 	ts, _ := newRouted(t, nil)
 	var wg sync.WaitGroup

@@ -304,11 +304,15 @@ type client struct {
 	failed   bool
 	exec     bool // a command forwarded by another node (Exec): never forward it again
 	readonly bool // READONLY: replica reads allowed
-	redirect bool // cluster-aware (READONLY, READWRITE, CLIENT CAPA redirect): answer -MOVED
-	stopping atomic.Bool
-	lower    [32]byte
-	base     context.Context // cancelled when serve returns
-	cancel   context.CancelFunc
+	// local: a fallback read (ExecLocalRead) of localSlot: runs here on
+	// this node's copy, whoever the slot's primary is; nothing else runs.
+	local     bool
+	localSlot uint16
+	redirect  bool // cluster-aware (READONLY, READWRITE, CLIENT CAPA redirect): answer -MOVED
+	stopping  atomic.Bool
+	lower     [32]byte
+	base      context.Context // cancelled when serve returns
+	cancel    context.CancelFunc
 }
 
 func (c *client) serve() {

@@ -17,8 +17,8 @@ import (
 // (a newer sender) and ignores them.
 
 const (
-	msgFields   = 15
-	minFields   = 14 // before States
+	msgFields   = 16
+	minFields   = 14 // before States and Fallback
 	entryFields = 7
 )
 
@@ -65,6 +65,7 @@ func (m *Msg) appendBody(b []byte) []byte {
 	b = appendStr(b, m.Err)
 	b = appendUint(b, uint64(m.Proto))
 	b = appendBin(b, m.States)
+	b = appendBool(b, m.Fallback)
 	return b
 }
 
@@ -207,8 +208,11 @@ func (m *Msg) decode(b []byte) error {
 	m.Last = d.bool()
 	m.Err = d.str()
 	m.Proto = uint8(d.uint(0xff))
-	if n >= msgFields {
+	if n >= 15 {
 		m.States = d.bytes()
+	}
+	if n >= 16 {
+		m.Fallback = d.bool()
 	}
 	for ; d.err == nil && n > msgFields; n-- {
 		d.skip()

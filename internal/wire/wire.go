@@ -101,6 +101,10 @@ type Msg struct {
 	// States, in a Digests reply, has one byte per slot of Digests: how
 	// complete the sender's copy is (SlotComplete, SlotLost).
 	States []byte
+	// Fallback, on a Forward, asks the slot's previous primary to run a
+	// read while the sender (the primary at Epoch) is still taking the
+	// slot over.
+	Fallback bool
 }
 
 // Bits of Msg.States.

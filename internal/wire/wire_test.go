@@ -24,6 +24,7 @@ func TestRoundTrip(t *testing.T) {
 		{Kind: KindDigest, ID: 3, Slots: []uint16{0, 16383}},
 		{Kind: KindDigests, ID: 3, Digests: []uint64{0, ^uint64(0)}, States: []byte{SlotComplete, SlotLost}},
 		{Kind: KindEntries, ID: 4, Last: true},
+		{Kind: KindForward, ID: 5, Epoch: 3, Slot: 9, Args: [][]byte{[]byte("GET"), []byte("k")}, Fallback: true},
 	}
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
@@ -249,7 +250,7 @@ func BenchmarkCodec(b *testing.B) {
 func TestMsgpackCompat(t *testing.T) {
 	m := &Msg{Kind: KindReplicate, ID: 1 << 40, Epoch: 300, From: "node-1", Slot: 16383, Slots: []uint16{1, 2},
 		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: bytes.Repeat([]byte("v"), 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
-		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}}
+		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}, Fallback: true}
 	frame, err := NewEncoder().Append(nil, m)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +272,7 @@ func TestMsgpackCompat(t *testing.T) {
 		int64(Version), int64(KindReplicate), uint64(1 << 40), int64(300), "node-1", int64(16383), []any{int64(1), uint16(2)},
 		[][]byte{[]byte("SET"), {}}, nil,
 		[]any{[]any{"k", int32(1), m.Entries[0].Value, int64(-5), int64(70000), uint64(1 << 33), true}},
-		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete},
+		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete}, true,
 		map[string]any{"a field": "from a newer sender"},
 	})
 	if err != nil {
@@ -284,5 +285,14 @@ func TestMsgpackCompat(t *testing.T) {
 	m.V = Version
 	if !reflect.DeepEqual(got, m) {
 		t.Fatalf("Decode of a general encoder's frame:\n got %+v\nwant %+v", got, m)
+	}
+
+	// A frame of an older node, without the last field, still decodes.
+	older, err := msgpack.Marshal([]any{Version, KindAck, 7, 1, "n1", 0, nil, nil, nil, nil, nil, false, "", 0, nil})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Decode(older); err != nil || got.ID != 7 || got.Fallback {
+		t.Fatalf("Decode of a 15-field frame: %+v, %v", got, err)
 	}
 }
