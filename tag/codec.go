@@ -102,22 +102,46 @@ func (c *Codec) Encode(t Tag) string {
 // version) or ErrForged (MAC mismatch, compared in constant time); both
 // wrap ErrBadTag. Error messages never include the input.
 func (c *Codec) Decode(s string) (Tag, error) {
-	if len(s) != EncodedLen {
-		return Tag{}, fmt.Errorf("%w: %d characters, want %d", ErrMalformed, len(s), EncodedLen)
-	}
-	var raw [rawLen]byte
-	n, err := b64.Decode(raw[:], []byte(s))
-	if err != nil || n != rawLen {
-		return Tag{}, fmt.Errorf("%w: not base64url", ErrMalformed)
-	}
-	if raw[0] != version {
-		return Tag{}, fmt.Errorf("%w: unknown version %d", ErrMalformed, raw[0])
+	raw, err := parse(s)
+	if err != nil {
+		return Tag{}, err
 	}
 	if mac := c.mac((*[bodyLen]byte)(raw[:bodyLen])); !hmac.Equal(raw[bodyLen:], mac[:]) {
 		return Tag{}, ErrForged
 	}
+	return fromRaw(raw), nil
+}
+
+// Unverified parses a tag without checking its MAC, for a client that
+// routes a request by the stash's slot and does not hold the cluster
+// secret. Nothing it returns is trustworthy: the node that serves the
+// request verifies the tag. Errors wrap ErrMalformed.
+func Unverified(s string) (Tag, error) {
+	raw, err := parse(s)
+	if err != nil {
+		return Tag{}, err
+	}
+	return fromRaw(raw), nil
+}
+
+func parse(s string) (*[rawLen]byte, error) {
+	if len(s) != EncodedLen {
+		return nil, fmt.Errorf("%w: %d characters, want %d", ErrMalformed, len(s), EncodedLen)
+	}
+	var raw [rawLen]byte
+	n, err := b64.Decode(raw[:], []byte(s))
+	if err != nil || n != rawLen {
+		return nil, fmt.Errorf("%w: not base64url", ErrMalformed)
+	}
+	if raw[0] != version {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrMalformed, raw[0])
+	}
+	return &raw, nil
+}
+
+func fromRaw(raw *[rawLen]byte) Tag {
 	var t Tag
 	copy(t.ID[:], raw[1:])
 	t.Hint = binary.BigEndian.Uint32(raw[1+len(t.ID):])
-	return t, nil
+	return t
 }

@@ -89,6 +89,27 @@ func TestRoundTrip(t *testing.T) {
 		if err != nil || got != tg {
 			t.Fatalf("Decode(Encode(%v)) = %v, %v", tg, got, err)
 		}
+		if got, err := Unverified(s); err != nil || got != tg {
+			t.Fatalf("Unverified(Encode(%v)) = %v, %v", tg, got, err)
+		}
+	}
+}
+
+// TestUnverified: it reads a tag of another secret (routing needs no
+// secret) and rejects what is not a tag at all.
+func TestUnverified(t *testing.T) {
+	tg := sampleTag()
+	s := mustCodec(t, secret2).Encode(tg)
+	if _, err := mustCodec(t, secret1).Decode(s); !errors.Is(err, ErrForged) {
+		t.Fatalf("Decode under another secret: %v, want ErrForged", err)
+	}
+	if got, err := Unverified(s); err != nil || got != tg {
+		t.Fatalf("Unverified of another secret's tag = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", s[:len(s)-1], strings.Repeat("*", EncodedLen), "B" + s[1:]} {
+		if _, err := Unverified(bad); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Unverified(%q): %v, want ErrMalformed", bad, err)
+		}
 	}
 }
 
