@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stashcluster/stash/client"
 	"github.com/stashcluster/stash/internal/testport"
 	"github.com/stashcluster/stash/ring"
 )
@@ -158,5 +160,58 @@ func TestEmbeddedCluster(t *testing.T) {
 	t.Logf("stash readable %v after its primary closed", time.Since(start).Round(time.Millisecond))
 	if _, err := retry(t, 15*time.Second, func() (string, error) { return rest[1].Put(ctx, []byte("after"), 0) }); err != nil {
 		t.Fatalf("put after failover: %v", err)
+	}
+}
+
+// TestClientRoutesStashesToPrimaries: the Go client sends each STASH
+// command straight to the primary of the stash's slot (read from the
+// tag), so no member has to forward it.
+func TestClientRoutesStashesToPrimaries(t *testing.T) {
+	nodes := openCluster(t, 3)
+	ctx := context.Background()
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.Addr())
+	}
+	c, err := client.Dial(ctx, addrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	forwarded := func() int64 {
+		var sum int64
+		for _, nd := range nodes {
+			st, _ := nd.ClusterStatus()
+			sum += st.Forwarded
+		}
+		return sum
+	}
+	var tags []string
+	for i := range 30 {
+		tg, err := c.Put(ctx, []byte("v"+strconv.Itoa(i)), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags = append(tags, tg)
+	}
+	before := forwarded()
+	for i, tg := range tags {
+		if err := c.Set(ctx, tg, []byte("w"+strconv.Itoa(i)), 0); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := c.Get(ctx, tg); err != nil || string(v) != "w"+strconv.Itoa(i) {
+			t.Fatalf("Get %s: %q, %v", tg, v, err)
+		}
+		if err := c.Touch(ctx, tg, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := forwarded() - before; n != 0 {
+		t.Fatalf("members forwarded %d of %d stash commands sent through the client", n, 3*len(tags))
+	}
+	for _, tg := range tags {
+		if err := c.Delete(ctx, tg); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

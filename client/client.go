@@ -38,9 +38,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -75,6 +78,10 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the exponential backoff between
 	// retries. Defaults 8ms and 1s.
 	MinBackoff, MaxBackoff time.Duration
+	// OnRetry, if set, is called before each retry with the attempt that
+	// failed (0 for the first) and its error: for logging. It must not
+	// block.
+	OnRetry func(attempt int, err error)
 }
 
 func (o *Options) defaults() {
@@ -97,6 +104,11 @@ type Client struct {
 	opts    Options
 	rdb     redis.UniversalClient
 	cluster bool
+	seeds   []string // the addresses given to Dial
+
+	detourMu sync.Mutex
+	detours  map[string]*redis.Client // one small pool per seed, made on first use
+	closed   bool
 }
 
 // Dial connects with default Options.
@@ -124,11 +136,23 @@ func DialOptions(ctx context.Context, opts Options, addrs ...string) (*Client, e
 			}
 			continue
 		}
-		c := &Client{opts: opts, cluster: cluster}
+		c := &Client{opts: opts, cluster: cluster, seeds: slices.Clone(addrs)}
 		if cluster {
 			c.rdb = redis.NewClusterClient(&redis.ClusterOptions{
-				Addrs: addrs, Password: opts.Password, DialTimeout: opts.DialTimeout,
-				PoolSize: opts.PoolSize, MaxRedirects: 8, MaxRetries: -1,
+				// A copy of its own, full to capacity: go-redis appends
+				// the nodes it learns to this slice, which would write
+				// into the caller's array (and race between clients
+				// given the same one).
+				Addrs: slices.Clip(slices.Clone(addrs)), Password: opts.Password, DialTimeout: opts.DialTimeout,
+				PoolSize: opts.PoolSize, MaxRetries: -1,
+				// go-redis also retries TRYAGAIN and network errors in
+				// its redirect loop, with a backoff of its own up to
+				// 512 ms that Options and OnRetry do not see: one
+				// redirect (for -MOVED) is enough, retry does the rest.
+				MaxRedirects: 1,
+				// Likewise for dials: one attempt per call, so a node
+				// that refuses costs a retry, not 5 × 100 ms in a call.
+				DialerRetries: 1,
 			})
 		} else {
 			c.rdb = redis.NewClient(&redis.Options{
@@ -149,7 +173,16 @@ func isUnknownCommand(err error) bool {
 }
 
 // Close closes every connection.
-func (c *Client) Close() error { return c.rdb.Close() }
+func (c *Client) Close() error {
+	errs := []error{c.rdb.Close()}
+	c.detourMu.Lock()
+	for _, d := range c.detours {
+		errs = append(errs, d.Close())
+	}
+	c.detours, c.closed = nil, true
+	c.detourMu.Unlock()
+	return errors.Join(errs...)
+}
 
 // Clustered reports whether the client routes by slot.
 func (c *Client) Clustered() bool { return c.cluster }
@@ -162,9 +195,9 @@ func (c *Client) Put(ctx context.Context, value []byte, ttl time.Duration) (stri
 		args = append(args, "TTL", ttlSeconds(ttl))
 	}
 	var t string
-	err := c.retry(ctx, func() error {
+	err := c.retry(ctx, func(detour bool) error {
 		var err error
-		t, err = c.rdb.Do(ctx, args...).Text()
+		t, err = c.run(ctx, "", detour, args...).Text()
 		return err
 	})
 	return t, err
@@ -176,15 +209,15 @@ func (c *Client) Set(ctx context.Context, t string, value []byte, ttl time.Durat
 	if ttl > 0 {
 		args = append(args, "TTL", ttlSeconds(ttl))
 	}
-	return c.retry(ctx, func() error { return c.rdb.Do(ctx, args...).Err() })
+	return c.retry(ctx, func(detour bool) error { return c.run(ctx, t, detour, args...).Err() })
 }
 
 // Get returns the stash's value, or ErrNotFound.
 func (c *Client) Get(ctx context.Context, t string) ([]byte, error) {
 	var v string
-	err := c.retry(ctx, func() error {
+	err := c.retry(ctx, func(detour bool) error {
 		var err error
-		v, err = c.rdb.Do(ctx, "STASH.GET", t).Text()
+		v, err = c.run(ctx, t, detour, "STASH.GET", t).Text()
 		return err
 	})
 	if err != nil {
@@ -197,9 +230,9 @@ func (c *Client) Get(ctx context.Context, t string) ([]byte, error) {
 // one); ErrNotFound when it is gone.
 func (c *Client) Touch(ctx context.Context, t string, ttl time.Duration) error {
 	var n int64
-	err := c.retry(ctx, func() error {
+	err := c.retry(ctx, func(detour bool) error {
 		var err error
-		n, err = c.rdb.Do(ctx, "STASH.TOUCH", t, ttlSeconds(ttl)).Int64()
+		n, err = c.run(ctx, t, detour, "STASH.TOUCH", t, ttlSeconds(ttl)).Int64()
 		return err
 	})
 	if err == nil && n == 0 {
@@ -211,15 +244,66 @@ func (c *Client) Touch(ctx context.Context, t string, ttl time.Duration) error {
 // Delete removes the stash; ErrNotFound when there was none.
 func (c *Client) Delete(ctx context.Context, t string) error {
 	var n int64
-	err := c.retry(ctx, func() error {
+	err := c.retry(ctx, func(detour bool) error {
 		var err error
-		n, err = c.rdb.Do(ctx, "STASH.DEL", t).Int64()
+		n, err = c.run(ctx, t, detour, "STASH.DEL", t).Int64()
 		return err
 	})
 	if err == nil && n == 0 {
 		return ErrNotFound
 	}
 	return err
+}
+
+// run runs a command, on stash t if t is not empty. In a cluster it goes
+// straight to the primary of the stash's slot, read from the tag
+// (unverified: the node verifies it): go-redis alone would route by the
+// slot of the tag string, which is unrelated, and cost a forward between
+// nodes on most calls. With detour it goes to a random one of the
+// addresses given to Dial instead.
+func (c *Client) run(ctx context.Context, t string, detour bool, args ...any) *redis.Cmd {
+	if detour && len(c.seeds) > 0 {
+		return c.detourNode(c.seeds[rand.IntN(len(c.seeds))]).Do(ctx, args...)
+	}
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok && t != "" {
+		if tg, err := tag.Unverified(t); err == nil {
+			if node, err := cc.MasterForKey(ctx, tg.ID.Key()); err == nil {
+				return node.Do(ctx, args...)
+			}
+		}
+	}
+	return c.rdb.Do(ctx, args...)
+}
+
+// detourNode returns the small pool for addr, made on first use.
+func (c *Client) detourNode(addr string) *redis.Client {
+	c.detourMu.Lock()
+	defer c.detourMu.Unlock()
+	d := c.detours[addr]
+	if d == nil {
+		d = redis.NewClient(&redis.Options{Addr: addr, Password: c.opts.Password, DialTimeout: c.opts.DialTimeout,
+			PoolSize: 2, MaxRetries: -1, DialerRetries: 1})
+		if c.closed {
+			d.Close() // its calls fail as the closed client's do
+			return d
+		}
+		if c.detours == nil {
+			c.detours = make(map[string]*redis.Client)
+		}
+		c.detours[addr] = d
+	}
+	return d
+}
+
+// connErr reports whether err means the node was not reached or the
+// connection broke (as opposed to an answer from the node).
+func connErr(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
 func ttlSeconds(d time.Duration) int64 {
@@ -229,10 +313,11 @@ func ttlSeconds(d time.Duration) int64 {
 
 // retry runs op until it succeeds, fails for good, or runs out of
 // retries or time; it maps server replies onto the package's errors.
-func (c *Client) retry(ctx context.Context, op func() error) error {
+func (c *Client) retry(ctx context.Context, op func(detour bool) error) error {
 	backoff := c.opts.MinBackoff
+	detour := false
 	for attempt := 0; ; attempt++ {
-		err := op()
+		err := op(detour)
 		if err == nil {
 			return nil
 		}
@@ -240,6 +325,14 @@ func (c *Client) retry(ctx context.Context, op func() error) error {
 		if !retryable || c.opts.MaxRetries < 0 || attempt >= c.opts.MaxRetries {
 			return mapped
 		}
+		if c.opts.OnRetry != nil {
+			c.opts.OnRetry(attempt, err)
+		}
+		// The node could not be reached: its address may be out of date
+		// in go-redis's slot map (the node left or is restarting) for
+		// seconds. The next try goes through another node, which
+		// forwards the command to the slot's primary.
+		detour = c.cluster && connErr(err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
