@@ -8,7 +8,11 @@
 #
 # KEYSPACE=N adds -r N (keys spread over slots and so over primaries);
 # unset, redis-benchmark reuses one key, whose slot has one primary that
-# the node under test may or may not be. Every server listens on
+# the node under test may or may not be. The cluster is measured twice:
+# "cluster" sends every request to one node, which forwards what it is
+# not primary for; "routed" runs redis-benchmark --cluster, which sends
+# each request to its slot's primary, as a cluster-aware client
+# (go-redis ClusterClient, redis-cli -c) does. Every server listens on
 # 127.0.0.1 only and is stopped at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,7 +47,7 @@ TCK=$(getconf CLK_TCK)
 run() {
   local port=$1 test=$2 c=$3; shift 3
   local c0; c0=$(cputicks "$@")
-  local out; out=$(redis-benchmark -p "$port" -t "$test" -d 1024 -c "$c" -n "$N" ${KEYSPACE:+-r "$KEYSPACE"} --csv 2>/dev/null | awk -F, 'NR>1 {gsub(/"/,""); print $2, $5, $7; exit}')
+  local out; out=$(redis-benchmark -p "$port" -t "$test" -d 1024 -c "$c" -n "$N" ${KEYSPACE:+-r "$KEYSPACE"} ${ROUTED:+--cluster} --csv 2>/dev/null | awk -F, '/^"(SET|GET)"/ {gsub(/"/,""); print $2, $5, $7; exit}')
   local c1; c1=$(cputicks "$@")
   echo "$out $(awk -v a="$c0" -v b="$c1" -v t="$TCK" -v n="$N" 'BEGIN{printf "%.1f", (b-a)/t*1e6/n}')"
 }
@@ -53,14 +57,18 @@ for round in $(seq "$ROUNDS"); do
   for t in set get; do
     read -r r _ _ c <<<"$(run 17380 $t 50 $single)"; rps[single|$t]=$(awk -v a="${rps[single|$t]:-0}" -v b="$r" 'BEGIN{print a+b}'); cpu[single|$t]=$c
     read -r r _ _ c <<<"$(run 17381 $t 50 "${cluster[@]}")"; rps[cluster|$t]=$(awk -v a="${rps[cluster|$t]:-0}" -v b="$r" 'BEGIN{print a+b}'); cpu[cluster|$t]=$c
+    read -r r _ _ c <<<"$(ROUTED=1 run 17381 $t 50 "${cluster[@]}")"; rps[routed|$t]=$(awk -v a="${rps[routed|$t]:-0}" -v b="$r" 'BEGIN{print a+b}'); cpu[routed|$t]=$c
   done
 done
-printf '%-5s %12s %12s %6s %14s %14s\n' test single_rps cluster_rps ratio single_us/req cluster_us/req
+printf '%-5s %11s %11s %6s %11s %6s %9s %9s %9s\n' test single_rps cluster_rps ratio routed_rps ratio single_us cluster_us routed_us
 for t in set get; do
   s=$(awk -v x="${rps[single|$t]}" -v n="$ROUNDS" 'BEGIN{printf "%.0f", x/n}')
   c=$(awk -v x="${rps[cluster|$t]}" -v n="$ROUNDS" 'BEGIN{printf "%.0f", x/n}')
-  printf '%-5s %12s %12s %6s %14s %14s\n' "$t" "$s" "$c" "$(awk -v a="$c" -v b="$s" 'BEGIN{printf "%.2f", a/b}')" "${cpu[single|$t]}" "${cpu[cluster|$t]}"
+  r=$(awk -v x="${rps[routed|$t]}" -v n="$ROUNDS" 'BEGIN{printf "%.0f", x/n}')
+  printf '%-5s %11s %11s %6s %11s %6s %9s %9s %9s\n' "$t" "$s" "$c" "$(awk -v a="$c" -v b="$s" 'BEGIN{printf "%.2f", a/b}')" \
+    "$r" "$(awk -v a="$r" -v b="$s" 'BEGIN{printf "%.2f", a/b}')" "${cpu[single|$t]}" "${cpu[cluster|$t]}" "${cpu[routed|$t]}"
 done
+echo "(*_us: CPU µs per request, all stashnode processes of the setup together)"
 echo "write latency at one client (ms):"
 read -r _ p50 p99 _ <<<"$(N=$((N / 10)) run 17380 set 1 $single)"; echo "  single  p50 $p50  p99 $p99"
 read -r _ p50 p99 _ <<<"$(N=$((N / 10)) run 17381 set 1 "${cluster[@]}")"; echo "  cluster p50 $p50  p99 $p99"

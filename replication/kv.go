@@ -91,7 +91,12 @@ var ErrInDoubt = &Error{"TRYAGAIN", "the key's latest write is not confirmed on 
 // still unconfirmed, so a RESP read never returns a value a failover
 // could undo.
 func (kv *KV) Settled(slot uint16, key string) error {
-	if !kv.r.pend.wait(slot, key, kv.r.cfg.Timeout) {
+	t0 := time.Now()
+	ok := kv.r.pend.wait(slot, key, kv.r.cfg.Timeout)
+	if d := time.Since(t0); d > slowForward {
+		kv.r.log.Warn("slow read: waited for a write to reach its quorum", "slot", slot, "took", d.Round(time.Millisecond), "settled", ok)
+	}
+	if !ok {
 		return ErrInDoubt
 	}
 	return nil

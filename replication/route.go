@@ -88,6 +88,10 @@ func LocalRead(ctx context.Context) (slot uint16, ok bool) {
 	return slot, ok
 }
 
+// slowForward: a forwarded command that takes longer is logged, on both
+// nodes, to tell where the time went.
+const slowForward = 500 * time.Millisecond
+
 // Forward runs args (a whole command) on slot's primary and returns its
 // RESP reply, encoded for proto. An error means the command may or may
 // not have run there.
@@ -120,6 +124,12 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 	fctx, cancel := context.WithTimeout(ctx, 2*r.cfg.Timeout+time.Second)
 	defer cancel()
 	pr := r.peer(p)
+	t0 := time.Now()
+	defer func() {
+		if d := time.Since(t0); d > slowForward {
+			r.log.Warn("slow forward", "slot", slot, "to", p, "fallback", fallback, "took", d.Round(time.Millisecond))
+		}
+	}()
 	rep, err := pr.call(fctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: own, Fallback: fallback})
 	if errors.Is(err, errNotSent) {
 		// The primary never saw it: certainly not applied.

@@ -133,7 +133,12 @@ func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
 	if r.exec == nil || len(m.Args) == 0 {
 		return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: []byte("-TRYAGAIN node is not serving yet\r\n")}
 	}
-	return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: r.exec(ctx, proto, m.Args)}
+	t0 := time.Now()
+	rep := r.exec(ctx, proto, m.Args)
+	if d := time.Since(t0); d > slowForward {
+		r.log.Warn("slow forwarded command", "slot", m.Slot, "from", m.From, "fallback", m.Fallback, "took", d.Round(time.Millisecond), "reply", string(rep[:min(len(rep), 60)]))
+	}
+	return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: rep}
 }
 
 // handleReplicate applies a primary's changes newer-wins, unless this

@@ -51,13 +51,20 @@ func TestRollingDeploy(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i := range clients {
-		c, err := client.DialOptions(ctxT(t, 20*time.Second), client.Options{MaxRetries: 60, MinBackoff: 2 * time.Millisecond, MaxBackoff: 250 * time.Millisecond}, addrs...)
+		// The retries of the current call, for the log of slow reads
+		// (each client is used by one goroutine).
+		retries := new([]string)
+		opts := client.Options{MaxRetries: 60, MinBackoff: 2 * time.Millisecond, MaxBackoff: 250 * time.Millisecond,
+			OnRetry: func(_ int, err error) {
+				*retries = append(*retries, fmt.Sprintf("%v: %v", time.Since(w.start).Round(time.Millisecond), err))
+			}}
+		c, err := client.DialOptions(ctxT(t, 20*time.Second), opts, addrs...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.Close() })
 		wg.Add(1)
-		go func() { defer wg.Done(); w.run(ctx, c, i) }()
+		go func() { defer wg.Done(); w.run(ctx, c, i, retries) }()
 	}
 	t.Cleanup(func() { stop(); wg.Wait() })
 
@@ -324,7 +331,7 @@ func (w *rollWorkload) errSample() []string {
 	return slices.Clone(w.errList)
 }
 
-func (w *rollWorkload) run(ctx context.Context, c *client.Client, id int) {
+func (w *rollWorkload) run(ctx context.Context, c *client.Client, id int, retries *[]string) {
 	own := map[string]*stashState{}
 	w.mu.Lock()
 	w.owned = append(w.owned, own)
@@ -374,6 +381,7 @@ func (w *rollWorkload) run(ctx context.Context, c *client.Client, id int) {
 		case p < 95:
 			tag := tags[rng.IntN(len(tags))]
 			t0 := time.Now()
+			*retries = (*retries)[:0]
 			got, err := c.Get(opCtx, tag)
 			d := time.Since(t0)
 			w.reads.Add(1)
@@ -382,8 +390,8 @@ func (w *rollWorkload) run(ctx context.Context, c *client.Client, id int) {
 			ph := w.phase.Load()
 			w.lat[ph] = append(w.lat[ph], d)
 			if d > time.Second && len(w.slow) < 10 {
-				w.slow = append(w.slow, fmt.Sprintf("%v at %v (phase %d, client %d, err %v)",
-					d.Round(time.Millisecond), t0.Sub(w.start).Round(time.Millisecond), ph, id, err))
+				w.slow = append(w.slow, fmt.Sprintf("%v at %v (phase %d, client %d, err %v, retried after %q)",
+					d.Round(time.Millisecond), t0.Sub(w.start).Round(time.Millisecond), ph, id, err, *retries))
 			}
 			ok := readMatches(st, got, err)
 			w.mu.Unlock()
