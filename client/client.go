@@ -328,11 +328,11 @@ func (c *Client) retry(ctx context.Context, op func(detour bool) error) error {
 		if c.opts.OnRetry != nil {
 			c.opts.OnRetry(attempt, err)
 		}
-		// The node could not be reached: its address may be out of date
-		// in go-redis's slot map (the node left or is restarting) for
+		// The node could not be reached, or has no slot table yet (it
+		// just restarted): go-redis's slot map may keep naming it for
 		// seconds. The next try goes through another node, which
 		// forwards the command to the slot's primary.
-		detour = c.cluster && connErr(err)
+		detour = c.cluster && (connErr(err) || strings.HasPrefix(err.Error(), "CLUSTERDOWN "))
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
