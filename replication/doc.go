@@ -41,14 +41,20 @@
 // enough of the slot's other replicas (R−W of them, so together with
 // itself they meet every set of W nodes that may hold an acknowledged
 // write), fetches the slots that differ and applies them newer-wins.
-// Until then commands on the slot answer TRYAGAIN (retryable; nothing was
-// done).
+// Until then writes on the slot answer TRYAGAIN (retryable; nothing was
+// done). Reads go to the slot's primary in the previous table (Route's
+// Fallback, Msg.Fallback), which runs them on its own copy while that
+// copy is the slot's whole state: it still serves the slot, or it handed
+// the slot over in exactly that table and has applied no copy from the
+// new primary since (canServePrev). Otherwise reads answer TRYAGAIN too.
 //
-// # Limits
+// # Backups
 //
-// A backup that missed writes while it was down is not brought up to date
-// until it next becomes primary of the slot (or by anti-entropy, not yet
-// built); reads never go to it unless the connection asked for READONLY.
-// Slots that move to a node that never held them (scale-out) are filled
-// only by the reconciliation at promotion; their new backups start empty.
+// A backup that may have missed copies (it restarted, was cut off, lost
+// its stream, or was just given the slot) compares per-slot digests with
+// the primary and fetches what differs before it counts as in sync
+// (catchup.go); every copy is compared again every AntiEntropy. A node
+// that lost its data is not counted as a replica a takeover must hear
+// from until it has resynced. Reads never go to a backup unless the
+// connection asked for READONLY.
 package replication
