@@ -95,23 +95,19 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 	lost := 0
 	for s := range ring.Slots {
 		slot := uint16(s)
+		var handed uint64 // see handedOver
 		if t.Primary(slot) != r.cfg.Self {
-			wasServing := r.ready[slot].Swap(false) && !r.cutOff.Load()
-			if wasServing {
+			if r.ready[slot].Swap(false) && !r.cutOff.Load() {
 				lost++
-			}
-			if wasServing && !gap {
-				r.handedOver[slot].Store(t.Epoch())
-			} else if gap {
-				r.handedOver[slot].Store(0)
+				if !gap {
+					handed = t.Epoch()
+				}
 			}
 			delete(due, slot)
-		} else {
-			r.handedOver[slot].Store(0)
-			if gap {
-				r.ready[slot].Store(false)
-			}
+		} else if gap {
+			r.ready[slot].Store(false)
 		}
+		r.handedOver[slot].Store(handed)
 	}
 	if gap || prevT == nil || prevT.Epoch() == t.Epoch() {
 		r.prevTable.Store(nil)

@@ -65,20 +65,21 @@ func (p *pending) finish(slot uint16, key string) {
 
 // wait blocks until no change to key is in flight, or d passed; it
 // reports whether none is.
-func (p *pending) wait(slot uint16, key string, d time.Duration) bool {
+func (p *pending) wait(slot uint16, key string, d time.Duration) (ok bool, waited time.Duration) {
 	p.mu.Lock()
 	e := p.keys[pkey{slot, key}]
 	p.mu.Unlock()
 	if e == nil {
-		return true
+		return true, 0
 	}
+	t0 := time.Now()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-e.done:
-		return true
+		return true, time.Since(t0)
 	case <-t.C:
-		return false
+		return false, time.Since(t0)
 	}
 }
 
@@ -91,10 +92,9 @@ var ErrInDoubt = &Error{"TRYAGAIN", "the key's latest write is not confirmed on 
 // still unconfirmed, so a RESP read never returns a value a failover
 // could undo.
 func (kv *KV) Settled(slot uint16, key string) error {
-	t0 := time.Now()
-	ok := kv.r.pend.wait(slot, key, kv.r.cfg.Timeout)
-	if d := time.Since(t0); d > slowForward {
-		kv.r.log.Warn("slow read: waited for a write to reach its quorum", "slot", slot, "took", d.Round(time.Millisecond), "settled", ok)
+	ok, waited := kv.r.pend.wait(slot, key, kv.r.cfg.Timeout)
+	if waited > slowForward {
+		kv.r.log.Warn("slow read: waited for a write to reach its quorum", "slot", slot, "took", waited.Round(time.Millisecond), "settled", ok)
 	}
 	if !ok {
 		return ErrInDoubt

@@ -157,7 +157,7 @@ func (r *Replicator) handleReplicate(ctx context.Context, m *wire.Msg) *wire.Msg
 		return ack
 	}
 	// The slot changes here now: fallback reads of it must stop.
-	if m.Slot < ring.Slots {
+	if m.Slot < ring.Slots && r.handedOver[m.Slot].Load() != 0 {
 		r.handedOver[m.Slot].Store(0)
 	}
 	for _, e := range m.Entries {

@@ -131,8 +131,8 @@ func (c *client) here(cmd *command, args [][]byte) bool {
 		return false
 	}
 	write := cmd.flags&flagWrite != 0
-	if c.local {
-		if write || slot != c.localSlot {
+	if c.local { // writes were refused by dispatch
+		if slot != c.localSlot {
 			c.err("TRYAGAIN a fallback read runs only reads of slot " + strconv.Itoa(int(c.localSlot)))
 			return false
 		}
