@@ -297,12 +297,16 @@ func (c *Client) detourNode(addr string) *redis.Client {
 
 // connErr reports whether err means the node was not reached or the
 // connection broke (as opposed to an answer from the node).
-func connErr(err error) bool {
+func connErr(err error) bool { return netErr(err) || connText(err.Error()) }
+
+// netErr: a network error value, or the connection ended.
+func netErr(err error) bool {
 	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return true
-	}
-	msg := err.Error()
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// connText: a connection failure known only by its text.
+func connText(msg string) bool {
 	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
 }
 
@@ -374,12 +378,11 @@ func classify(err error) (error, bool) {
 		}
 		return err, false
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) {
+	if netErr(err) {
 		return err, true
 	}
 	if _, convErr := strconv.Atoi(code); convErr == nil {
 		return err, false
 	}
-	return err, strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") || strings.Contains(msg, "broken pipe")
+	return err, connText(msg)
 }
