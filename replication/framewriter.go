@@ -19,7 +19,6 @@ type frameWriter struct {
 	nc net.Conn
 
 	mu       sync.Mutex
-	enc      *wire.Encoder
 	buf      []byte
 	spare    []byte
 	flushing bool
@@ -27,7 +26,7 @@ type frameWriter struct {
 }
 
 func newFrameWriter(nc net.Conn) *frameWriter {
-	return &frameWriter{nc: nc, enc: wire.NewEncoder()}
+	return &frameWriter{nc: nc}
 }
 
 // send queues m and flushes: it returns at once if another goroutine is
@@ -63,7 +62,7 @@ func (f *frameWriter) add(m *wire.Msg) error {
 	if f.err != nil {
 		return f.err
 	}
-	buf, err := f.enc.Append(f.buf, m)
+	buf, err := wire.AppendFrame(f.buf, m)
 	if err != nil {
 		return err // not sent; the stream is intact
 	}

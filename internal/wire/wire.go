@@ -121,18 +121,17 @@ const (
 // Writer writes frames.
 type Writer struct {
 	bw  *bufio.Writer
-	enc *Encoder
 	buf []byte
 }
 
 // NewWriter wraps w.
 func NewWriter(w io.Writer) *Writer {
-	return &Writer{bw: bufio.NewWriterSize(w, 64<<10), enc: NewEncoder()}
+	return &Writer{bw: bufio.NewWriterSize(w, 64<<10)}
 }
 
 // Write buffers one frame; Flush sends it.
 func (w *Writer) Write(m *Msg) error {
-	b, err := w.enc.Append(w.buf[:0], m)
+	b, err := AppendFrame(w.buf[:0], m)
 	if err != nil {
 		return err
 	}
@@ -217,17 +216,10 @@ func Decode(b []byte) (*Msg, error) {
 	return m, nil
 }
 
-// Encoder appends whole frames to a byte slice, for writers that batch
-// frames from many goroutines themselves. It holds no state: the type
-// stays so that callers need not change if it ever does.
-type Encoder struct{}
-
-// NewEncoder returns an Encoder.
-func NewEncoder() *Encoder { return &Encoder{} }
-
-// Append appends m's frame (length header and body) to dst. On error dst
-// is returned as it was.
-func (e *Encoder) Append(dst []byte, m *Msg) ([]byte, error) {
+// AppendFrame appends m's frame (length header and body) to dst, for
+// writers that batch frames from many goroutines themselves. On error
+// dst is returned as it was.
+func AppendFrame(dst []byte, m *Msg) ([]byte, error) {
 	m.V = Version
 	start := len(dst)
 	out := m.appendBody(append(dst, 0, 0, 0, 0))

@@ -186,12 +186,11 @@ func (c *chunks) Read(p []byte) (int, error) {
 }
 
 func TestReadyOnlyForWholeBufferedFrames(t *testing.T) {
-	enc := NewEncoder()
-	one, err := enc.Append(nil, &Msg{Kind: KindAck, ID: 1})
+	one, err := AppendFrame(nil, &Msg{Kind: KindAck, ID: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := enc.Append(nil, &Msg{Kind: KindAck, ID: 2, Err: "ERR x"})
+	two, err := AppendFrame(nil, &Msg{Kind: KindAck, ID: 2, Err: "ERR x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,13 +226,12 @@ func TestReadyOnlyForWholeBufferedFrames(t *testing.T) {
 func BenchmarkCodec(b *testing.B) {
 	m := &Msg{Kind: KindReplicate, ID: 123456, Epoch: 3, From: "node-1", Slot: 7777, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: bytes.Repeat([]byte("v"), 1024), ExpireAt: 1790000000000, Epoch: 3, Seq: 991234}}}
 	ack := &Msg{Kind: KindAck, ID: 123456, From: "node-2"}
-	enc := NewEncoder()
 	var buf []byte
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, x := range []*Msg{m, ack} {
 			var err error
-			buf, err = enc.Append(buf[:0], x)
+			buf, err = AppendFrame(buf[:0], x)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -251,7 +249,7 @@ func TestMsgpackCompat(t *testing.T) {
 	m := &Msg{Kind: KindReplicate, ID: 1 << 40, Epoch: 300, From: "node-1", Slot: 16383, Slots: []uint16{1, 2},
 		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: bytes.Repeat([]byte("v"), 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
 		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}, Fallback: true}
-	frame, err := NewEncoder().Append(nil, m)
+	frame, err := AppendFrame(nil, m)
 	if err != nil {
 		t.Fatal(err)
 	}
