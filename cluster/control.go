@@ -125,9 +125,26 @@ func (n *Node) maintainSelf() {
 	changed := m != n.self
 	n.self = m
 	n.metaMu.Unlock()
-	if changed {
-		n.ml.UpdateNode(metaNoWait)
+	switch {
+	case changed:
+	case unheard(st.Roster, m, string(n.name)) && time.Since(n.announced) >= n.timing.metaUpdate:
+		// Gossip hands a broadcast to a few random members a few
+		// times; with dead members among them it can miss the leader,
+		// which then learns the change only at the next push-pull
+		// sync (30 s with ProfileLAN). Announce it again.
+		n.log.Debug("committed roster does not reflect this node's state yet; announcing it again", "state", m.State, "leaving", m.Leaving)
+	default:
+		return
 	}
+	n.announced = time.Now()
+	n.ml.UpdateNode(metaNoWait)
+}
+
+// unheard reports whether the committed roster names this node with a
+// state other than its own, or at all while it is leaving.
+func unheard(roster []rosterEntry, m meta, name string) bool {
+	i := slices.IndexFunc(roster, func(e rosterEntry) bool { return e.Name == name })
+	return i >= 0 && (m.Leaving || roster[i].State != m.State)
 }
 
 // bootState is tryBootstrap's memory between rounds.

@@ -47,7 +47,6 @@ func (n *Node) memberlistConfig() (*memberlist.Config, error) {
 	c.DeadNodeReclaimTime = t.reclaim
 	if n.cfg.Profile == ProfileLocal {
 		c.IndirectChecks = 1
-		c.RetransmitMult = 2
 	}
 	if n.cfg.Network != nil {
 		t, err := openGossipTransport(n.cfg.Network, n.cfg.BindAddr, n.cfg.GossipPort, n.log.With("component", "memberlist"))

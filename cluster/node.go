@@ -48,6 +48,7 @@ type Node struct {
 	view   map[string]peer // other nodes as gossip reports them
 
 	gossipKick chan struct{}         // membership events (debounced by run); cap 1
+	announced  time.Time             // last meta broadcast by maintainSelf; run's goroutine only
 	wake       chan struct{}         // committed changes; cap 1
 	observe    chan raft.Observation // leadership changes; raft drops what does not fit
 
