@@ -75,6 +75,7 @@ func (e *TooLargeError) Error() string {
 // Reader reads client requests. Not safe for concurrent use.
 type Reader struct {
 	br   *bufio.Reader
+	src  *fillReader
 	lim  Limits
 	args [][]byte
 	slab []byte
@@ -89,10 +90,37 @@ type Reader struct {
 // without a copy. Values that big are usually stored.
 const detachMin = 256
 
+// Read buffer sizes. A connection starts with the small one; once a read
+// from the socket fills it whole (the client pipelines more than it
+// holds), the reader moves to the large one, so that a pipelined batch
+// costs one read system call rather than two or three.
+const (
+	smallBuffer = 16 << 10
+	largeBuffer = 64 << 10
+)
+
 // NewReader wraps r.
 func NewReader(r io.Reader, lim Limits) *Reader {
-	return &Reader{br: bufio.NewReaderSize(r, 16<<10), lim: lim.withDefaults()}
+	src := &fillReader{r: r}
+	return &Reader{br: bufio.NewReaderSize(src, smallBuffer), src: src, lim: lim.withDefaults()}
 }
+
+// fillReader notes when a read fills the small buffer whole.
+type fillReader struct {
+	r    io.Reader
+	full bool
+}
+
+func (f *fillReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n == smallBuffer && len(p) == smallBuffer {
+		f.full = true
+	}
+	return n, err
+}
+
+// BufferSize is the size of the read buffer in use.
+func (r *Reader) BufferSize() int { return r.br.Size() }
 
 // Buffered reports how many bytes are already read from the socket but not
 // yet parsed: zero means the next ReadCommand will block, so replies
@@ -103,6 +131,10 @@ func (r *Reader) Buffered() int { return r.br.Buffered() }
 // reader's buffers and are valid only until the next call. An empty
 // request (a blank inline line, "*0") is skipped.
 func (r *Reader) ReadCommand() ([][]byte, error) {
+	if r.src.full && r.br.Size() < largeBuffer && r.br.Buffered() == 0 {
+		// Nothing is buffered, so nothing is lost by the swap.
+		r.br = bufio.NewReaderSize(r.src, largeBuffer)
+	}
 	for {
 		b, err := r.br.Peek(1)
 		if err != nil {

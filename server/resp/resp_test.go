@@ -211,3 +211,62 @@ func TestTakeKeepsArgumentsIntact(t *testing.T) {
 		t.Errorf("shared = %v, want large arguments handed over without a copy", shared)
 	}
 }
+
+// chunks hands out one string per Read, as a socket hands out what one
+// write of the client carried.
+type chunks struct{ parts []string }
+
+func (c *chunks) Read(p []byte) (int, error) {
+	if len(c.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.parts[0])
+	if c.parts[0] = c.parts[0][n:]; c.parts[0] == "" {
+		c.parts = c.parts[1:]
+	}
+	return n, nil
+}
+
+func TestReadBufferGrowsForPipelines(t *testing.T) {
+	set := func(i int) string {
+		v := strings.Repeat(string(rune('a'+i%26)), 1000)
+		return fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\nk%d\r\n$%d\r\n%s\r\n", len(fmt.Sprint("k", i)), i, len(v), v)
+	}
+	var one, batch []string
+	for i := range 40 {
+		one = append(one, set(i)) // one request per read: no pipelining
+	}
+	var b strings.Builder
+	for i := range 40 {
+		b.WriteString(set(i))
+	}
+	batch = append(batch, b.String(), set(40)) // 40 requests in one write, then one more
+	for _, tc := range []struct {
+		name  string
+		parts []string
+		n     int
+		size  int
+	}{
+		{"one at a time", one, 40, smallBuffer},
+		{"pipelined", batch, 41, largeBuffer},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewReader(&chunks{parts: tc.parts}, Limits{})
+			for i := range tc.n {
+				args, err := r.ReadCommand()
+				if err != nil {
+					t.Fatalf("command %d: %v", i, err)
+				}
+				if want := set(i); fmt.Sprintf("*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(args[1]), args[1], len(args[2]), args[2]) != want {
+					t.Fatalf("command %d parsed wrong: %q %q…", i, args[1], args[2][:10])
+				}
+			}
+			if _, err := r.ReadCommand(); !errors.Is(err, io.EOF) {
+				t.Fatalf("after the last command: %v, want EOF", err)
+			}
+			if got := r.BufferSize(); got != tc.size {
+				t.Fatalf("read buffer %d bytes, want %d", got, tc.size)
+			}
+		})
+	}
+}
