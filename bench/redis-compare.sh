@@ -6,6 +6,8 @@
 #
 # KEYSPACE=N adds -r N (random keys out of N); unset, the command is the
 # one the single-node targets are stated with, which reuses one key.
+# STASH_ARGS adds flags to stashnode's command line (e.g. "--procs 1").
+# Pipelined tests send 5 × requests, so that they last as long.
 #
 # Needs redis-server and redis-benchmark (apt-get install redis-server
 # redis-tools). Both servers listen on 127.0.0.1 only and are stopped at
@@ -31,7 +33,8 @@ go build -o "$work/stashnode" ./cmd/stashnode
 redis-server --port $RPORT --bind 127.0.0.1 --dir "$work" --daemonize no --logfile "$work/redis.log" &
 pids+=($!)
 rpid=$!
-"$work/stashnode" --port $SPORT --admin-port -1 --data-dir "$work/stash-data" --log-level warn 2>"$work/stash.log" &
+# shellcheck disable=SC2086
+"$work/stashnode" --port $SPORT --admin-port -1 --data-dir "$work/stash-data" --log-level warn ${STASH_ARGS:-} 2>"$work/stash.log" &
 pids+=($!)
 spid=$!
 declare -A pid=([$RPORT]=$rpid [$SPORT]=$spid)
@@ -42,9 +45,12 @@ done
 # rps <port> <test> <extra args...>: requests per second of one test
 rps() {
   local port=$1 test=$2; shift 2
-  redis-benchmark -p "$port" -t "$test" -d 1024 -c 50 -n "$N" ${KEYSPACE:+-r "$KEYSPACE"} --csv "$@" 2>/dev/null |
+  redis-benchmark -p "$port" -t "$test" -d 1024 -c 50 -n "$(requests "$@")" ${KEYSPACE:+-r "$KEYSPACE"} --csv "$@" 2>/dev/null |
     awk -F, 'NR>1 {gsub(/"/,"",$2); print $2; exit}'
 }
+
+# requests <extra args...>: how many requests a test sends
+requests() { if (( $# )); then echo $((N * 5)); else echo "$N"; fi; }
 
 # cputicks <pid>: user+system CPU ticks the process has used so far
 cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
@@ -74,11 +80,13 @@ done
 # steadier and shows where the servers differ.
 printf '%-6s %-8s %11s %11s %6s %12s %12s\n' test pipeline redis_rps stash_rps ratio redis_us/req stash_us/req
 for mode in "" "-P 16"; do
+  # shellcheck disable=SC2086
+  n=$(requests $mode)
   for t in set get; do
     r=$(awk -v s="${sum[$RPORT|$t|$mode]}" -v n="$ROUNDS" 'BEGIN{printf "%.0f", s/n}')
     s=$(awk -v s="${sum[$SPORT|$t|$mode]}" -v n="$ROUNDS" 'BEGIN{printf "%.0f", s/n}')
-    rc=$(awk -v c="${cpu[$RPORT|$t|$mode]}" -v t="$TCK" -v n="$((N * ROUNDS))" 'BEGIN{printf "%.2f", c/t*1e6/n}')
-    sc=$(awk -v c="${cpu[$SPORT|$t|$mode]}" -v t="$TCK" -v n="$((N * ROUNDS))" 'BEGIN{printf "%.2f", c/t*1e6/n}')
+    rc=$(awk -v c="${cpu[$RPORT|$t|$mode]}" -v t="$TCK" -v n="$((n * ROUNDS))" 'BEGIN{printf "%.2f", c/t*1e6/n}')
+    sc=$(awk -v c="${cpu[$SPORT|$t|$mode]}" -v t="$TCK" -v n="$((n * ROUNDS))" 'BEGIN{printf "%.2f", c/t*1e6/n}')
     printf '%-6s %-8s %11s %11s %6s %12s %12s\n' "$t" "${mode:-none}" "$r" "$s" "$(awk -v a="$s" -v b="$r" 'BEGIN{printf "%.2f", a/b}')" "$rc" "$sc"
   done
 done

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -69,6 +70,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg.Logger = log
+	if o.procs < 0 {
+		fmt.Fprintf(stderr, "stashnode: --procs %d: want 0 (Go's default) or more\n", o.procs)
+		return 2
+	}
+	if o.procs > 0 {
+		runtime.GOMAXPROCS(o.procs)
+	}
+	log.Info("CPU cores for Go code", "procs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintln(stderr, "stashnode: invalid configuration:")
 		for _, e := range strings.Split(err.Error(), "\n") {
@@ -147,6 +156,7 @@ type options struct {
 	logFormat, logLevel                      string
 	pprof                                    bool
 	faultHooks                               bool
+	procs                                    int
 }
 
 func flags(stderr io.Writer) (*flag.FlagSet, *options) {
@@ -183,6 +193,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.BoolVar(&o.clusterRedirects, "cluster-redirects", false, "answer commands for other nodes' slots with -MOVED on every connection instead of forwarding them")
 	fs.StringVar(&o.clusterProfile, "cluster-profile", d.ClusterProfile, "failure detection timings: lan (about 5 s) or local (about 1 s; one machine only)")
 	fs.StringVar(&o.zone, "zone", "", "failure zone of this node; replicas go to distinct zones")
+	fs.IntVar(&o.procs, "procs", 0, "most CPU cores the node runs Go code on at once (GOMAXPROCS); 0: Go's default, the CPUs available to the process")
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler on the admin port under /debug/pprof/")
 	fs.BoolVar(&o.faultHooks, "fault-hooks", false, "TEST ONLY: let the admin port shift this node's clock (POST /v1/fault/clock?offset=1h)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")

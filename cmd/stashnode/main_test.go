@@ -458,7 +458,7 @@ func TestVersionAndEnv(t *testing.T) {
 	}
 	port, admin := freePort(t), freePort(t)
 	cmd := exec.Command(binary(t), "--memory")
-	cmd.Env = append(os.Environ(), "STASH_PORT="+strconv.Itoa(port), "STASH_ADMIN_PORT="+strconv.Itoa(admin), "STASH_MAX_VALUE_BYTES=10")
+	cmd.Env = append(os.Environ(), "STASH_PORT="+strconv.Itoa(port), "STASH_ADMIN_PORT="+strconv.Itoa(admin), "STASH_MAX_VALUE_BYTES=10", "STASH_PROCS=1")
 	var lb lockedBuffer
 	cmd.Stderr = &lb
 	if err := cmd.Start(); err != nil {
@@ -477,6 +477,14 @@ func TestVersionAndEnv(t *testing.T) {
 	}
 	if err := c.Set(cx, "k", "01234567890", 0).Err(); err == nil || !strings.Contains(err.Error(), "max-value-bytes (10)") {
 		t.Fatalf("STASH_MAX_VALUE_BYTES not applied: %v", err)
+	}
+	if !strings.Contains(lb.String(), "procs=1 ") {
+		t.Fatalf("STASH_PROCS not applied:\n%s", lb.String())
+	}
+	out, err = exec.Command(binary(t), "--memory", "--procs", "-1").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "--procs -1") {
+		t.Fatalf("--procs -1 should be refused clearly: %v\n%s", err, out)
 	}
 }
 
