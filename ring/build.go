@@ -193,9 +193,20 @@ func newPlanner(ms []Member, replicas int, hash func(NodeID) uint64) *planner {
 
 func (p *planner) row(s int) []int32 { return p.rows[s*p.w : (s+1)*p.w] }
 
+// scoreRun is how many consecutive slots share their rendezvous scores.
+// A fresh table then hands slots out in runs rather than one by one, so
+// CLUSTER SLOTS lists a few hundred ranges instead of one per slot or so
+// (3 nodes: about 200, not 13,500), which every Redis Cluster client
+// fetches and keeps. Balancing still moves single slots.
+const scoreRun = 64
+
 // score is node i's rendezvous score for slot s.
 func (p *planner) score(s int, i int32) uint64 {
-	return mix(p.h[i] ^ (uint64(s)+1)*0x9e3779b97f4a7c15)
+	return runScore(p.h[i], s)
+}
+
+func runScore(h uint64, s int) uint64 {
+	return mix(h ^ (uint64(s/scoreRun)+1)*0x9e3779b97f4a7c15)
 }
 
 // fits reports whether row, less skip (-1: nothing) plus u, still obeys

@@ -138,14 +138,14 @@ func TestBuildInjectedHash(t *testing.T) {
 	}
 	want := 0 // slots where a outscores b; balancing moves |want - Slots/2| of them
 	for s := range Slots {
-		if mix('a'^(uint64(s)+1)*0x9e3779b97f4a7c15) > mix('b'^(uint64(s)+1)*0x9e3779b97f4a7c15) {
+		if runScore('a', s) > runScore('b', s) {
 			want++
 		}
 	}
 	same := 0
 	for s := range Slots {
-		ha := mix('a' ^ (uint64(s)+1)*0x9e3779b97f4a7c15)
-		hb := mix('b' ^ (uint64(s)+1)*0x9e3779b97f4a7c15)
+		ha := runScore('a', s)
+		hb := runScore('b', s)
 		if (ha > hb) == (tab.Primary(uint16(s)) == "a") {
 			same++
 		}
@@ -158,6 +158,28 @@ func TestBuildInjectedHash(t *testing.T) {
 }
 
 func abs(x int) int { return max(x, -x) }
+
+// A fresh table gives nodes runs of slots: CLUSTER SLOTS, which lists one
+// range per run of slots with the same replica list, stays small.
+func TestBuildFreshTableHasLongRuns(t *testing.T) {
+	for n := 2; n <= 12; n++ {
+		for _, zones := range []int{0, 3} {
+			ms := roster(n, zones)
+			tab := mustBuild(t, ms, 3, 1, nil)
+			ranges := 0
+			for s := range Slots {
+				if s == 0 || !slices.Equal(tab.Replicas(uint16(s)), tab.Replicas(uint16(s-1))) {
+					ranges++
+				}
+			}
+			// Scoring slot by slot gave 13-16k here (3-12 nodes); runs
+			// of scoreRun slots, some split by balancing, give 200-1600.
+			if limit := Slots / 8; ranges > limit {
+				t.Errorf("%d nodes, %d zones: %d ranges of slots with one replica list, want <= %d", n, zones, ranges, limit)
+			}
+		}
+	}
+}
 
 func TestBuildZones(t *testing.T) {
 	t.Parallel()

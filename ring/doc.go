@@ -76,7 +76,10 @@
 //
 // Nodes are indexed in ID order; every tie is broken by that index. Each
 // node has a 64-bit hash ([Builder.Hash]); its rendezvous score for slot s
-// is SplitMix64(hash ^ (s+1)·φ64).
+// is SplitMix64(hash ^ (⌊s/64⌋+1)·φ64): runs of 64 slots score alike, so
+// a table built from scratch hands out runs of slots, and CLUSTER SLOTS,
+// one range per run with the same replica list, stays small (about 200
+// ranges for 3 nodes, 35 KB; scored slot by slot it was 13,500 and 2.4 MB).
 //
 //  1. Seed. With prev, each slot starts from prev's list, in order, less
 //     departed nodes, entries past the new replica count, and entries the
