@@ -512,6 +512,17 @@ func TestAdminEndpoints(t *testing.T) {
 			t.Fatalf("/metrics lacks %q (code %d)", want, code)
 		}
 	}
+	// The heap floor: the collector aims above it even though the node
+	// holds one stash (without it the goal is a few MiB).
+	var goal float64
+	for _, ln := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(ln, "go_memstats_next_gc_bytes "); ok {
+			goal, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if goal < gcFloorBytes {
+		t.Fatalf("garbage collector's heap goal %.0f bytes, want >= %d (the floor)", goal, gcFloorBytes)
+	}
 	if code, body := get("/v1/node"); code != 200 || !strings.Contains(body, `"name": "test-node"`) {
 		t.Fatalf("/v1/node = %d %s", code, body)
 	}
