@@ -113,16 +113,10 @@ func appendInt(b []byte, v int64) []byte {
 }
 
 func appendStr(b []byte, s string) []byte {
-	n := len(s)
-	switch {
-	case n < 32:
+	if n := len(s); n < 32 {
 		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	} else {
+		b = appendLen(b, n, 0xd9, 0xda, 0xdb)
 	}
 	return append(b, s...)
 }
@@ -132,16 +126,20 @@ func appendBin(b []byte, p []byte) []byte {
 	if p == nil {
 		return append(b, 0xc0)
 	}
-	n := len(p)
+	return append(appendLen(b, len(p), 0xc4, 0xc5, 0xc6), p...)
+}
+
+// appendLen appends a str or bin header: code c8, c16 or c32 (by the
+// length's width) and the length n.
+func appendLen(b []byte, n int, c8, c16, c32 byte) []byte {
 	switch {
 	case n <= math.MaxUint8:
-		b = append(b, 0xc4, byte(n))
+		return append(b, c8, byte(n))
 	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+		return binary.BigEndian.AppendUint16(append(b, c16), uint16(n))
 	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+		return binary.BigEndian.AppendUint32(append(b, c32), uint32(n))
 	}
-	return append(b, p...)
 }
 
 func appendBool(b []byte, v bool) []byte {
