@@ -119,9 +119,6 @@ func (f *fillReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// BufferSize is the size of the read buffer in use.
-func (r *Reader) BufferSize() int { return r.br.Size() }
-
 // Buffered reports how many bytes are already read from the socket but not
 // yet parsed: zero means the next ReadCommand will block, so replies
 // should be flushed first.

@@ -264,7 +264,7 @@ func TestReadBufferGrowsForPipelines(t *testing.T) {
 			if _, err := r.ReadCommand(); !errors.Is(err, io.EOF) {
 				t.Fatalf("after the last command: %v, want EOF", err)
 			}
-			if got := r.BufferSize(); got != tc.size {
+			if got := r.br.Size(); got != tc.size {
 				t.Fatalf("read buffer %d bytes, want %d", got, tc.size)
 			}
 		})
