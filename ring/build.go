@@ -119,6 +119,12 @@ type planner struct {
 	// each list.
 	has [2][][]int32
 	cur [2][]int
+	// hpos[s*w+k] is the index of slot s in the has list of row(s)[k].
+	hpos []int32
+	// fairLo and fairHi: the average load rounded down and up (set by
+	// balance; moves keep the total).
+	fairLo, fairHi int32
+	scratch        []int32
 }
 
 func newPlanner(ms []Member, replicas int, hash func(NodeID) uint64) *planner {
@@ -177,6 +183,7 @@ func newPlanner(ms []Member, replicas int, hash func(NodeID) uint64) *planner {
 	for i := range p.rows {
 		p.rows[i] = -1
 	}
+	p.hpos = make([]int32, Slots*p.w)
 	for k := range p.has {
 		p.has[k] = make([][]int32, n)
 		p.cur[k] = make([]int, n)
@@ -192,6 +199,12 @@ func newPlanner(ms []Member, replicas int, hash func(NodeID) uint64) *planner {
 }
 
 func (p *planner) row(s int) []int32 { return p.rows[s*p.w : (s+1)*p.w] }
+
+// slack is how far above the least loaded choice fill and primaries may
+// go to keep a run of slots on one node: large with few nodes, where a
+// node's share is thousands of slots, and down to 1 with many, where an
+// uneven spread would have balancing move more than the ≈1/N it may.
+func (p *planner) slack() int32 { return max(1, int32(Slots/(8*p.n*p.n))) }
 
 // scoreRun is how many consecutive slots share their rendezvous scores.
 // A fresh table then hands slots out in runs rather than one by one, so
@@ -249,6 +262,7 @@ func (p *planner) add(s int, k int, u int32) {
 	p.row(s)[k] = u
 	p.load[u]++
 	b := min(k, 1)
+	p.hpos[s*p.w+k] = int32(len(p.has[b][u]))
 	p.has[b][u] = append(p.has[b][u], int32(s))
 }
 
@@ -287,6 +301,7 @@ func (p *planner) fill(fresh bool) {
 	sc := make([]uint64, p.n)
 	taken := make([]bool, p.n)
 	top := make([]scored, 0, min(p.n, 4*p.w))
+	lastRow, lastK := make([]int32, p.w), -1 // row of the slot before, as filled; its kept places
 	for s := range Slots {
 		row := p.row(s)
 		k := 0
@@ -294,6 +309,7 @@ func (p *planner) fill(fresh bool) {
 			k++
 		}
 		if k == p.w {
+			lastK = -1
 			continue
 		}
 		if fresh && k == 0 && p.fillTop(s, top) {
@@ -325,6 +341,11 @@ func (p *planner) fill(fresh bool) {
 			}
 			continue
 		}
+		// Within a score run, a slot whose kept places were those of
+		// the slot before gets the same new ones where their loads are
+		// within slack of the least loaded choice, so runs stay whole.
+		same := s%scoreRun != 0 && k == lastK && slices.Equal(row[:k], lastRow[:k])
+		kept := k
 		for k < p.w {
 			best, bestScore := int32(-1), uint64(0)
 			for i := range int32(p.n) {
@@ -345,9 +366,17 @@ func (p *planner) fill(fresh bool) {
 			if best < 0 {
 				panic("ring: no admissible node") // unreachable: rows are always completable
 			}
+			if c := lastRow[k]; same && c != best && p.load[c] <= p.load[best]+p.slack() &&
+				!slices.Contains(row[:k], c) && p.fits(row[:k], -1, c) {
+				best = c
+			} else if c != best {
+				same = false
+			}
 			p.add(s, k, best)
 			k++
 		}
+		copy(lastRow, row)
+		lastK = kept
 	}
 }
 
@@ -409,6 +438,12 @@ func (p *planner) fillTop(s int, top []scored) bool {
 // surplus.
 func (p *planner) balance() {
 	n := p.n
+	total := int32(0)
+	for _, l := range p.load {
+		total += l
+	}
+	p.fairLo, p.fairHi = total/int32(n), (total+int32(n)-1)/int32(n)
+	p.scratch = make([]int32, 0, p.w)
 	dead := make([]uint64, (n*n+63)/64) // (o,u) pairs with no possible move
 	isDead := func(o, u int) bool { return dead[(o*n+u)/64]&(1<<((o*n+u)%64)) != 0 }
 	exhausted := make([]bool, n)
@@ -480,7 +515,10 @@ func (p *planner) move(o, u int32) bool {
 
 // moveFrom moves to u one of the places of o listed in has[b][o], scanning
 // round-robin from the list's cursor so that successive moves spread over
-// o's slots.
+// o's slots. It then moves the same place in the neighbouring slots of the
+// same score run whose replica list was the same, as long as o keeps at
+// least its fair share and u gets no more than its own (see extend), so
+// that slots keep moving in runs and CLUSTER SLOTS stays short.
 func (p *planner) moveFrom(b int, o, u int32) bool {
 	list := p.has[b][o]
 	for k := range len(list) {
@@ -490,17 +528,68 @@ func (p *planner) moveFrom(b int, o, u int32) bool {
 		if slices.Contains(row, u) || !p.fits(row, o, u) {
 			continue
 		}
-		row[slices.Index(row, o)] = u
-		p.load[o]--
-		p.load[u]++
-		last := len(list) - 1
-		list[j] = list[last]
-		p.has[b][o] = list[:last]
+		orig := append(p.scratch[:0], row...)
+		p.reassign(s, slices.Index(row, o), u)
 		p.cur[b][o] = j
-		p.has[b][u] = append(p.has[b][u], int32(s))
+		p.extend(b, orig, s, o, u)
 		return true
 	}
 	return false
+}
+
+// reassign gives place k of slot s, held by o = row(s)[k], to u.
+func (p *planner) reassign(s, k int, u int32) {
+	row := p.row(s)
+	o := row[k]
+	b := min(k, 1)
+	list := p.has[b][o]
+	j := p.hpos[s*p.w+k]
+	last := int32(len(list) - 1)
+	if j != last {
+		moved := int(list[last])
+		list[j] = list[last]
+		p.hpos[moved*p.w+slices.Index(p.row(moved), o)] = j
+	}
+	p.has[b][o] = list[:last]
+	row[k] = u
+	p.load[o]--
+	p.load[u]++
+	p.hpos[s*p.w+k] = int32(len(p.has[b][u]))
+	p.has[b][u] = append(p.has[b][u], int32(s))
+}
+
+// extend follows a move of o's place in slot s to u by the same move in
+// the slots around s, within s's score run, whose replica list was orig
+// too, while the move stays within both nodes' fair shares: o keeps at
+// least the ceiling of the average load and u reaches at most its floor
+// (and, for primary places, o keeps more than the fair share of primaries
+// and u fewer). Such a move is one balance would make too; it only
+// chooses which of o's places go.
+func (p *planner) extend(b int, orig []int32, s int, o, u int32) {
+	fair := Slots / p.n
+	room := func() bool {
+		if p.load[o]-1 < p.fairHi || p.load[u]+1 > p.fairLo {
+			return false
+		}
+		return b == 1 || (len(p.has[0][u]) < fair && len(p.has[0][o]) > fair)
+	}
+	k := slices.Index(orig, o)
+	start := s / scoreRun * scoreRun
+	end := min(start+scoreRun, Slots)
+	try := func(s2 int) bool {
+		if !room() || !slices.Equal(p.row(s2), orig) {
+			return false
+		}
+		if !p.fits(orig, o, u) {
+			return false
+		}
+		p.reassign(s2, k, u)
+		return true
+	}
+	for s2 := s + 1; s2 < end && try(s2); s2++ {
+	}
+	for s2 := s - 1; s2 >= start && try(s2); s2-- {
+	}
 }
 
 // primaries chooses each slot's primary among its replicas: prev's primary
@@ -529,19 +618,29 @@ func (p *planner) primaries(prev *Table) []int32 {
 			pl[pr] = append(pl[pr], int32(s))
 		}
 	}
+	chosen := make([]bool, Slots) // primary picked below, not kept from prev
 	for s := range Slots {
 		if prim[s] >= 0 {
 			continue
 		}
 		row := p.row(s)
 		pr := row[0]
-		if prev != nil {
+		switch {
+		case prev == nil:
+		default:
 			for _, x := range row[1:] {
 				if pcount[x] < pcount[pr] {
 					pr = x
 				}
 			}
+			// Within a score run, slots with one replica list keep one
+			// primary while its count is within slack of the least, so
+			// the run stays one range.
+			if s%scoreRun != 0 && chosen[s-1] && slices.Equal(row, p.row(s-1)) && pcount[prim[s-1]] <= pcount[pr]+p.slack() {
+				pr = prim[s-1]
+			}
 		}
+		chosen[s] = true
 		prim[s] = pr
 		pcount[pr]++
 		pl[pr] = append(pl[pr], int32(s))
