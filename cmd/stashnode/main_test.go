@@ -555,3 +555,23 @@ func TestRedisCLI(t *testing.T) {
 		t.Fatalf("HELLO 3: %q", got)
 	}
 }
+
+func TestChooseProcs(t *testing.T) {
+	for _, c := range []struct {
+		flag, avail int
+		env         bool
+		want        int
+	}{
+		{0, 1, false, 1},
+		{0, 2, false, 1},
+		{0, 4, false, 3},
+		{0, 16, false, 15},
+		{3, 2, false, 3}, // the flag wins, even above the CPUs
+		{0, 4, true, 4},  // GOMAXPROCS in the environment is obeyed
+		{2, 4, true, 2},  // and the flag still wins over it
+	} {
+		if got, why := chooseProcs(c.flag, c.avail, c.env); got != c.want || why == "" {
+			t.Errorf("chooseProcs(%d, %d, %v) = %d (%q), want %d", c.flag, c.avail, c.env, got, why, c.want)
+		}
+	}
+}
