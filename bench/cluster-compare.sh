@@ -34,7 +34,7 @@ cluster=()
 for i in 1 2 3; do
   env ${NODE_ENV:-} "$work/stashnode" --name n$i --port 1738$i --admin-port -1 --gossip-port 1759$i --cluster-port 1769$i \
     --data-dir "$work/n$i" --secret cluster-compare-secret-0123 --join $join --bootstrap-expect 3 \
-    --cluster-profile local --log-level warn 2>"$work/n$i.log" &
+    --log-level warn 2>"$work/n$i.log" &
   pids+=($!); cluster+=($!)
 done
 for p in 17380 17381 17382 17383; do

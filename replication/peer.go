@@ -249,8 +249,18 @@ func (p *peer) start(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) (*peer
 	return c, c.send(ctx, m, ch)
 }
 
+// errNoAnswer: a call's deadline passed without a reply on a stream that
+// has not failed.
+var errNoAnswer = errors.New("no answer from peer in time")
+
 // call sends m and returns its single reply.
 func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
+	return p.callUntil(ctx, m, nil)
+}
+
+// callUntil is call that also gives up with errNoAnswer when expire
+// closes (nil: never).
+func (p *peer) callUntil(ctx context.Context, m *wire.Msg, expire <-chan struct{}) (*wire.Msg, error) {
 	ch := make(chan *wire.Msg, 1)
 	c, err := p.start(ctx, m, ch)
 	if err != nil {
@@ -265,6 +275,9 @@ func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
 	case <-ctx.Done():
 		c.forget(m.ID)
 		return nil, ctx.Err()
+	case <-expire:
+		c.forget(m.ID)
+		return nil, errNoAnswer
 	}
 }
 

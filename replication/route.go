@@ -111,32 +111,27 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 		}
 		p, fallback = prev, true
 	}
-	// The request buffer is reused once we return, possibly before the
-	// writer goroutine encoded the frame: send a copy.
-	own := make([][]byte, len(args))
-	for i, a := range args {
-		own[i] = append([]byte(nil), a...)
-	}
+	// No copy of args: the frame is encoded before call returns from
+	// sending it (frameWriter.send), and args are not touched after.
+	//
 	// A primary answers within the replication timeout (a write waits
 	// that long for its backups at most). No answer well after that: the
 	// stream is dead without having failed (a black-holed link), so
-	// drop it for the next calls and give up on this one.
-	fctx, cancel := context.WithTimeout(ctx, 2*r.cfg.Timeout+time.Second)
-	defer cancel()
+	// drop it for the next calls and give up on this one. A shared
+	// coarse deadline, not a timer per forward.
+	limit := 2*r.cfg.Timeout + time.Second
 	pr := r.peer(p)
 	t0 := time.Now()
-	defer func() {
-		if d := time.Since(t0); d > slowForward {
-			r.log.Warn("slow forward", "slot", slot, "to", p, "fallback", fallback, "took", d.Round(time.Millisecond))
-		}
-	}()
-	rep, err := pr.call(fctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: own, Fallback: fallback})
+	rep, err := pr.callUntil(ctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: args, Fallback: fallback}, r.dl.after(limit))
+	if d := time.Since(t0); d > slowForward {
+		r.log.Warn("slow forward", "slot", slot, "to", p, "fallback", fallback, "took", d.Round(time.Millisecond))
+	}
 	if errors.Is(err, errNotSent) {
 		// The primary never saw it: certainly not applied.
 		return nil, &Error{"TRYAGAIN", fmt.Sprintf("primary %s of slot %d unreachable: %v", p, slot, err)}
 	}
-	if err != nil && ctx.Err() == nil && fctx.Err() != nil {
-		pr.drop(fmt.Errorf("%w: no answer to a forwarded command in %v", errPeerGone, 2*r.cfg.Timeout+time.Second))
+	if errors.Is(err, errNoAnswer) {
+		pr.drop(fmt.Errorf("%w: no answer to a forwarded command in %v", errPeerGone, limit))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("forwarding to %s: %w", p, err)

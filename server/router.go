@@ -279,10 +279,13 @@ func (s *RESP) exec(ctx context.Context, proto int, args [][]byte, setup func(*c
 		x = &execBuf{}
 		x.wr = resp.NewWriter(&x.buf)
 	}
-	defer s.execPool.Put(x)
+	defer func() {
+		x.c.base = nil // the pool must not keep the caller's context alive
+		s.execPool.Put(x)
+	}()
 	x.buf.Reset()
 	x.wr.SetProto(proto)
-	c := &client{
+	x.c = client{
 		srv:    s,
 		wr:     x.wr,
 		authed: true,
@@ -290,6 +293,7 @@ func (s *RESP) exec(ctx context.Context, proto int, args [][]byte, setup func(*c
 		addr:   "forwarded",
 		base:   ctx,
 	}
+	c := &x.c
 	if setup != nil {
 		setup(c)
 	}
@@ -298,10 +302,11 @@ func (s *RESP) exec(ctx context.Context, proto int, args [][]byte, setup func(*c
 	return bytes.Clone(x.buf.Bytes())
 }
 
-// execBuf is the reply buffer of one Exec call, pooled.
+// execBuf is the reply buffer and client state of one Exec call, pooled.
 type execBuf struct {
 	buf bytes.Buffer
 	wr  *resp.Writer
+	c   client
 }
 
 // connOnly replies to a connection-state command run by Exec.
