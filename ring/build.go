@@ -202,15 +202,17 @@ func (p *planner) row(s int) []int32 { return p.rows[s*p.w : (s+1)*p.w] }
 
 // slack is how far above the least loaded choice fill and primaries may
 // go to keep a run of slots on one node: large with few nodes, where a
-// node's share is thousands of slots, and down to 1 with many, where an
-// uneven spread would have balancing move more than the ≈1/N it may.
-func (p *planner) slack() int32 { return max(1, int32(Slots/(8*p.n*p.n))) }
+// node's share is thousands of slots, and down to 0 (ties only) from 46
+// nodes on, where an uneven spread would have balancing move more than
+// the ≈1/N it may.
+func (p *planner) slack() int32 { return int32(Slots / (8 * p.n * p.n)) }
 
 // scoreRun is how many consecutive slots share their rendezvous scores.
 // A fresh table then hands slots out in runs rather than one by one, so
 // CLUSTER SLOTS lists a few hundred ranges instead of one per slot or so
 // (3 nodes: about 200, not 13,500), which every Redis Cluster client
-// fetches and keeps. Balancing still moves single slots.
+// fetches and keeps. Balancing and refilling keep runs together too
+// (moveFrom, extend, fill).
 const scoreRun = 64
 
 // score is node i's rendezvous score for slot s.
