@@ -570,6 +570,7 @@ func (c *clusterPart) registerMetrics(reg *prometheus.Registry) {
 		counter("stash_noquorum_writes_total", "Writes that did not reach the write quorum (answered NOQUORUM).", &c.rep.NoQuorum),
 		counter("stash_reconciled_entries_total", "Entries fetched from other replicas while taking slots over.", &c.rep.Reconciled),
 		counter("stash_repaired_entries_total", "Entries a backup fetched from its primary because its copy lacked them (catch-up, re-replication, anti-entropy).", &c.rep.Repaired),
+		counter("stash_pruned_entries_total", "Entries a backup removed because its primary no longer had them (deleted while the backup was away, tombstone since removed).", &c.rep.Pruned),
 		counter("stash_fallback_reads_total", "Reads this node ran for a slot it had just handed over, for a new primary still taking the slot over.", &c.rep.FallbackReads),
 		counter("stash_refused_stale_copies_total", "Copies refused because they came from a primary a newer table deposed.", &c.rep.Refused),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stash_catching_up_slots", Help: "Slots this node backs up whose copy is not in sync with the primary yet."},
@@ -609,6 +610,9 @@ type ClusterStatus struct {
 	// Repaired counts entries this node fetched as a backup because its
 	// copy lacked them (catch-up, re-replication, anti-entropy).
 	Repaired int64 `json:"repaired_entries"`
+	// Pruned counts entries this node removed as a backup because its
+	// primary no longer had them.
+	Pruned int64 `json:"pruned_entries"`
 }
 
 func (c *clusterPart) status() ClusterStatus {
@@ -647,6 +651,7 @@ func (c *clusterPart) status() ClusterStatus {
 	st.Reconciled = c.rep.Reconciled.Load()
 	st.Refused = c.rep.Refused.Load()
 	st.Repaired = c.rep.Repaired.Load()
+	st.Pruned = c.rep.Pruned.Load()
 	st.CatchingUp = c.rep.Unsynced()
 	st.Resyncing = c.rep.Resyncing()
 	st.Drain = c.drain.Load()

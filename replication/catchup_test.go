@@ -299,3 +299,73 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 	}
 	return true
 }
+
+// TestBackupPrunesWhatItsPrimaryForgot: keys deleted while a backup was
+// away, whose tombstones were removed before it came back, are removed
+// from the backup when it catches up. Fetching alone cannot do it (the
+// primary sends nothing for them), and the backup would keep them for
+// good, and serve them again if it ever became primary.
+func TestBackupPrunesWhatItsPrimaryForgot(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{AntiEntropy: -1, TombstoneTTL: 200 * time.Millisecond})
+	a, c := tn.node("A"), tn.node("C")
+	ctx := context.Background()
+	keys := keysWith(t, tb, "pr", 6, primaryIs("A"))
+	for _, k := range keys {
+		if err := a.set(ctx, k, "v-"+k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 5*time.Second, "every key on C", func() bool {
+		for _, k := range keys {
+			if _, ok := c.lookup(k); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	c.partition()
+	deleted, kept := keys[:3], keys[3:]
+	for _, k := range deleted {
+		if _, err := a.del(ctx, k); err != nil {
+			t.Fatalf("del %s with C partitioned: %v", k, err)
+		}
+	}
+	waitFor(t, 5*time.Second, "A's copies to C to give up", func() bool { return a.rep.copying.Load() == 0 })
+	waitFor(t, 10*time.Second, "the tombstones to be removed on A and B", func() bool {
+		for _, n := range []*testNode{a, tn.node("B")} {
+			for _, k := range deleted {
+				if _, ok := n.lookup(k); ok {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	if st, ok := c.lookup(deleted[0]); !ok || st.Deleted {
+		t.Fatalf("C has %+v (%v) for a key deleted while it was partitioned: the harness did not partition it", st, ok)
+	}
+	c.heal()
+	waitFor(t, 10*time.Second, "C to drop the keys deleted while it was away", func() bool {
+		for _, k := range deleted {
+			if _, ok := c.lookup(k); ok {
+				return false
+			}
+		}
+		return true
+	})
+	for _, k := range kept {
+		if st, ok := c.lookup(k); !ok || st.Value != "v-"+k {
+			t.Fatalf("C lost %s, which was never deleted: %+v, %v", k, st, ok)
+		}
+	}
+	if n := c.rep.Pruned.Load(); n != int64(len(deleted)) {
+		t.Fatalf("C pruned %d entries, want %d", n, len(deleted))
+	}
+	c.waitReady(t)
+	for s := range ring.Slots {
+		if d, e := a.store.Digest(uint16(s)), c.store.Digest(uint16(s)); d != e {
+			t.Fatalf("slot %d: digests differ after catch-up (A %x, C %x)", s, d, e)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stashcluster/stash/internal/wire"
 	"github.com/stashcluster/stash/ring"
+	"github.com/stashcluster/stash/storage"
 )
 
 // takeover is a slot this node is primary for but does not serve yet.
@@ -383,7 +384,14 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 	if len(differ) == 0 {
 		return states, rep.Epoch
 	}
-	n := 0
+	// A backup catching up from its primary also drops what the primary
+	// no longer has (prune): entries the stream of a slot lacked, at or
+	// below the slot's mark. Only from a primary that serves the slot
+	// (it has every acknowledged write), and never at a takeover, which
+	// merges several copies.
+	prune := why == "catch-up"
+	seen := make(map[uint16]map[string]struct{}) // keys streamed, of slots not complete yet
+	n, pruned := 0, 0
 	err = p.stream(ctx, &wire.Msg{Kind: wire.KindFetch, Slots: differ}, func(m *wire.Msg) error {
 		for _, e := range m.Entries {
 			slot := ring.Slot(e.Key)
@@ -394,6 +402,29 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 			if ok {
 				n++
 			}
+			if prune {
+				if seen[slot] == nil {
+					seen[slot] = make(map[string]struct{})
+				}
+				seen[slot][e.Key] = struct{}{}
+			}
+		}
+		if prune && len(m.Marks) == 2*len(m.Slots) {
+			for i, s := range m.Slots {
+				if states[s]&wire.SlotComplete == 0 {
+					continue
+				}
+				mark := storage.Version{Epoch: uint32(m.Marks[2*i]), Seq: m.Marks[2*i+1]}
+				keys := seen[s]
+				k, err := r.store.PruneSlot(ctx, s, mark, func(key string) bool { _, ok := keys[key]; return ok })
+				if err != nil {
+					return err
+				}
+				pruned += k
+			}
+		}
+		for _, s := range m.Slots {
+			delete(seen, s) // complete: a batch may go on with the next slot's first entries
 		}
 		return nil
 	})
@@ -402,8 +433,9 @@ func (r *Replicator) syncFrom(id ring.NodeID, slots []uint16, why string, applie
 		return nil, 0
 	}
 	applied.Add(int64(n))
-	if n > 0 || why == "takeover" {
-		r.log.Info(why+": fetched differing slots", "peer", id, "slots", len(differ), "entries_applied", n)
+	r.Pruned.Add(int64(pruned))
+	if n > 0 || pruned > 0 || why == "takeover" {
+		r.log.Info(why+": fetched differing slots", "peer", id, "slots", len(differ), "entries_applied", n, "entries_pruned", pruned)
 	}
 	return states, rep.Epoch
 }

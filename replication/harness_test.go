@@ -185,6 +185,8 @@ type harnessConfig struct {
 	Async       bool
 	NoWait      bool // do not wait for every node to be Ready
 	AntiEntropy time.Duration
+	// TombstoneTTL of every node's store; default the store's (1 h).
+	TombstoneTTL time.Duration
 }
 
 // newCluster starts one node per name over loopback TCP, all with the
@@ -242,7 +244,7 @@ func newCluster(t testing.TB, hc harnessConfig) (*testNet, *ring.Table) {
 		cl := &fakeCluster{id: id, net: tn, addr: ln.Addr().String(), lease: hc.Lease, table: table, changes: make(chan struct{})}
 		cl.ln = &testListener{Listener: ln, cl: cl}
 		cl.contact.Store(true)
-		st, err := storage.Open(storage.Config{})
+		st, err := storage.Open(storage.Config{TombstoneTTL: hc.TombstoneTTL})
 		if err != nil {
 			t.Fatal(err)
 		}

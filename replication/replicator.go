@@ -161,6 +161,9 @@ type Replicator struct {
 	// Repaired counts entries a backup fetched from its primary because
 	// its copy lacked them (catch-up, re-replication, anti-entropy).
 	Repaired atomic.Int64
+	// Pruned counts entries a backup removed because its primary no
+	// longer had them (deleted while it was away, tombstone since gone).
+	Pruned atomic.Int64
 	// ServedBytes counts key and value bytes this node streamed to peers
 	// fetching slots from it.
 	ServedBytes atomic.Int64

@@ -194,7 +194,9 @@ func (r *Replicator) handleDigest(m *wire.Msg) *wire.Msg {
 }
 
 // handleFetch streams every entry of the requested slots, tombstones
-// included, in batches; the last batch has Last set.
+// included, in batches; the last batch has Last set. The batch that ends
+// a slot lists it in Slots, with its mark in Marks (see
+// storage.ScanSlotMarked).
 func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*wire.Msg)) {
 	batch := &wire.Msg{Kind: wire.KindEntries, ID: m.ID}
 	size := 0
@@ -202,7 +204,7 @@ func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*w
 		if s >= ring.Slots {
 			continue
 		}
-		r.store.ScanSlotAll(s, func(st storage.Stash) bool {
+		mark := r.store.ScanSlotMarked(s, func(st storage.Stash) bool {
 			batch.Entries = append(batch.Entries, toEntry(st))
 			size += len(st.Key) + len(st.Value) + 32
 			r.ServedBytes.Add(int64(len(st.Key) + len(st.Value)))
@@ -214,6 +216,7 @@ func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*w
 			return ctx.Err() == nil
 		})
 		batch.Slots = append(batch.Slots, s)
+		batch.Marks = append(batch.Marks, uint64(mark.Epoch), mark.Seq)
 	}
 	batch.Last = true
 	reply(batch)

@@ -372,3 +372,45 @@ func TestFresh(t *testing.T) {
 		t.Fatal("a store reopened on its own stash.db is Fresh")
 	}
 }
+
+// PruneSlot removes what a primary's marked snapshot lacks, up to the
+// mark only, tombstones included, and the removal survives a reopen.
+func TestPruneSlot(t *testing.T) {
+	cfg := Config{Dir: t.TempDir(), BatchInterval: time.Hour}
+	s := openStore(t, cfg)
+	ctx := context.Background()
+	for _, k := range []string{"kept", "gone", "gone-too", "other-slot"} {
+		slot := uint16(1)
+		if k == "other-slot" {
+			slot = 2
+		}
+		put(t, s, slot, k, "v", 0)
+	}
+	put(t, s, 1, "deleted", "v", 0)
+	del(t, s, 1, "deleted") // a tombstone
+	seen := map[string]bool{}
+	mark := s.ScanSlotMarked(1, func(st Stash) bool { seen[st.Key] = true; return true })
+	if len(seen) != 4 || !seen["deleted"] || mark.Seq == 0 {
+		t.Fatalf("marked snapshot: %v, mark %+v", seen, mark)
+	}
+	put(t, s, 1, "after-mark", "v", 0) // newer than the mark: kept though not in the set
+	n, err := s.PruneSlot(ctx, 1, mark, func(k string) bool { return k == "kept" })
+	if err != nil || n != 3 {
+		t.Fatalf("PruneSlot = %d, %v; want 3 (gone, gone-too, deleted)", n, err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, cfg)
+	mustGet(t, s, 1, "kept")
+	mustGet(t, s, 1, "after-mark")
+	mustGet(t, s, 2, "other-slot")
+	for _, k := range []string{"gone", "gone-too", "deleted"} {
+		if st, ok := s.Lookup(1, k); ok {
+			t.Fatalf("%s survived PruneSlot and a reopen: %+v", k, st)
+		}
+	}
+	if st := s.Stats(); st.Stashes != 3 || st.Tombstones != 0 {
+		t.Fatalf("after prune and reopen: %+v", st)
+	}
+}

@@ -555,13 +555,24 @@ func (s *Store) ScanSlotAll(slot uint16, fn func(Stash) bool) {
 	s.scanSlot(slot, true, fn)
 }
 
-func (s *Store) scanSlot(slot uint16, all bool, fn func(Stash) bool) {
+// ScanSlotMarked is ScanSlotAll that also returns the slot's mark, taken
+// with the same snapshot: the current epoch (SetEpoch) and the highest
+// sequence the slot has assigned or applied. Every entry the snapshot
+// lacks but an older copy of the slot holds at or below the mark, this
+// store no longer has: deleted, its tombstone since removed (see
+// PruneSlot). A change this store makes later has a newer version.
+func (s *Store) ScanSlotMarked(slot uint16, fn func(Stash) bool) Version {
+	return s.scanSlot(slot, true, fn)
+}
+
+func (s *Store) scanSlot(slot uint16, all bool, fn func(Stash) bool) (mark Version) {
 	if s.check(slot) != nil {
 		return
 	}
 	now := s.nowMs()
 	sl := &s.slots[slot]
 	sl.mu.RLock()
+	mark = Version{Epoch: s.epoch.Load(), Seq: sl.seq}
 	n := sl.t.n
 	if !all {
 		n -= sl.tombs
@@ -578,6 +589,45 @@ func (s *Store) scanSlot(slot uint16, all bool, fn func(Stash) bool) {
 			return
 		}
 	}
+	return
+}
+
+// PruneSlot removes, leaving nothing, every entry of slot (stash or
+// tombstone) whose version is not newer than upTo and whose key keep
+// rejects, and waits until the removal is as durable as the fsync policy
+// demands. It returns how many it removed. A backup uses it to drop what
+// its primary no longer has (ScanSlotMarked): keys deleted while the
+// backup was away, whose tombstones were removed before it came back.
+// Without it such a key would outlive its delete on the backup, and come
+// back if the backup ever became primary.
+func (s *Store) PruneSlot(ctx context.Context, slot uint16, upTo Version, keep func(key string) bool) (int, error) {
+	if err := s.check(slot); err != nil {
+		return 0, err
+	}
+	sl := &s.slots[slot]
+	sl.mu.Lock()
+	var keys []string
+	for j, tg := range sl.t.tags {
+		if e := &sl.t.entries[j]; tg != 0 && !upTo.Less(e.version()) && !keep(e.key) {
+			keys = append(keys, e.key)
+		}
+	}
+	var last *batch
+	var err error
+	for _, k := range keys {
+		i := sl.t.find(maphash.String(s.seed, k), k)
+		s.removeLocked(sl, i)
+		if b, e := s.enqueue(slot, sl, k, nil); e != nil {
+			err = e
+		} else if b != nil {
+			last = b
+		}
+	}
+	sl.mu.Unlock()
+	if err != nil || last == nil {
+		return len(keys), err
+	}
+	return len(keys), s.settle(ctx, last)
 }
 
 // SlotCount returns the number of stashes held in slot, including expired

@@ -17,8 +17,8 @@ import (
 // (a newer sender) and ignores them.
 
 const (
-	msgFields   = 16
-	minFields   = 14 // before States and Fallback
+	msgFields   = 17
+	minFields   = 14 // before States, Fallback and Marks
 	entryFields = 7
 )
 
@@ -66,6 +66,10 @@ func (m *Msg) appendBody(b []byte) []byte {
 	b = appendUint(b, uint64(m.Proto))
 	b = appendBin(b, m.States)
 	b = appendBool(b, m.Fallback)
+	b = appendArrayLen(b, len(m.Marks))
+	for _, x := range m.Marks {
+		b = appendUint(b, x)
+	}
 	return b
 }
 
@@ -211,6 +215,14 @@ func (m *Msg) decode(b []byte) error {
 	}
 	if n >= 16 {
 		m.Fallback = d.bool()
+	}
+	if n >= 17 {
+		if k := d.arrayLen(); k > 0 {
+			m.Marks = make([]uint64, k)
+			for i := range m.Marks {
+				m.Marks[i] = d.uint(math.MaxUint64)
+			}
+		}
 	}
 	for ; d.err == nil && n > msgFields; n-- {
 		d.skip()

@@ -105,6 +105,12 @@ type Msg struct {
 	// read while the sender (the primary at Epoch) is still taking the
 	// slot over.
 	Fallback bool
+	// Marks, in an Entries frame, has two numbers (epoch, sequence) per
+	// slot of Slots: the newest version the sender's copy held or had
+	// assigned when the slot's entries were read. An entry of the
+	// receiver's that is no newer and was not sent is one the sender no
+	// longer has (see replication's catch-up).
+	Marks []uint64
 }
 
 // Bits of Msg.States.

@@ -248,7 +248,8 @@ func BenchmarkCodec(b *testing.B) {
 func TestMsgpackCompat(t *testing.T) {
 	m := &Msg{Kind: KindReplicate, ID: 1 << 40, Epoch: 300, From: "node-1", Slot: 16383, Slots: []uint16{1, 2},
 		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: bytes.Repeat([]byte("v"), 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
-		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}, Fallback: true}
+		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}, Fallback: true,
+		Marks: []uint64{4, 1 << 40}}
 	frame, err := AppendFrame(nil, m)
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +271,7 @@ func TestMsgpackCompat(t *testing.T) {
 		int64(Version), int64(KindReplicate), uint64(1 << 40), int64(300), "node-1", int64(16383), []any{int64(1), uint16(2)},
 		[][]byte{[]byte("SET"), {}}, nil,
 		[]any{[]any{"k", int32(1), m.Entries[0].Value, int64(-5), int64(70000), uint64(1 << 33), true}},
-		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete}, true,
+		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete}, true, []any{int8(4), uint64(1 << 40)},
 		map[string]any{"a field": "from a newer sender"},
 	})
 	if err != nil {
@@ -292,5 +293,13 @@ func TestMsgpackCompat(t *testing.T) {
 	}
 	if got, err := Decode(older); err != nil || got.ID != 7 || got.Fallback {
 		t.Fatalf("Decode of a 15-field frame: %+v, %v", got, err)
+	}
+	// One without Marks (a node before them) too.
+	older, err = msgpack.Marshal([]any{Version, KindEntries, 8, 1, "n1", 0, []any{5}, nil, nil, nil, nil, true, "", 0, nil, false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Decode(older); err != nil || got.ID != 8 || len(got.Slots) != 1 || got.Marks != nil {
+		t.Fatalf("Decode of a 16-field frame: %+v, %v", got, err)
 	}
 }
