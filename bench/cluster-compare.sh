@@ -6,6 +6,10 @@
 #
 #   bench/cluster-compare.sh [requests] [rounds]
 #
+# CLUSTER_ARGS adds flags to the cluster nodes' command lines (e.g.
+# "--cluster-profile local"); NODE_ENV sets environment variables of
+# every stashnode (e.g. "GOMAXPROCS=2").
+#
 # KEYSPACE=N adds -r N (keys spread over slots and so over primaries);
 # unset, redis-benchmark reuses one key, whose slot has one primary that
 # the node under test may or may not be. The cluster is measured twice:
@@ -34,7 +38,7 @@ cluster=()
 for i in 1 2 3; do
   env ${NODE_ENV:-} "$work/stashnode" --name n$i --port 1738$i --admin-port -1 --gossip-port 1759$i --cluster-port 1769$i \
     --data-dir "$work/n$i" --secret cluster-compare-secret-0123 --join $join --bootstrap-expect 3 \
-    --log-level warn 2>"$work/n$i.log" &
+    --log-level warn ${CLUSTER_ARGS:-} 2>"$work/n$i.log" &
   pids+=($!); cluster+=($!)
 done
 for p in 17380 17381 17382 17383; do

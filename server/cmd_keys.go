@@ -211,7 +211,14 @@ func cmdSet(c *client, args [][]byte) {
 
 // setResult is what set's update callback found; one allocation instead of
 // one per captured variable.
-type setResult struct {
+// setOp is one SET's arguments and outcome, kept in the client so that
+// a SET allocates no closure: client.setFn, bound once per connection,
+// runs it under the key's lock.
+type setOp struct {
+	v                     string
+	now                   int64
+	nx, xx, get           bool
+	ex                    expireOpt
 	old                   storage.Stash
 	had, wrote, wrongType bool
 }
@@ -220,37 +227,12 @@ func (c *client) set(key, value []byte, nx, xx, get bool, ex expireOpt) {
 	if c.tooBig(len(value)) {
 		return
 	}
-	v := c.take(value)
-	now := c.nowMs()
-	r := &setResult{}
-	ok := c.update(key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
-		r.had = ok
-		if get {
-			r.old = cur
-		}
-		if get && ok && cur.Kind != storage.KindString {
-			r.wrongType = true
-			return cur, storage.OpKeep
-		}
-		if (nx && ok) || (xx && !ok) {
-			return cur, storage.OpKeep
-		}
-		r.wrote = true
-		next := storage.Stash{Kind: storage.KindString, Value: v}
-		switch {
-		case ex.set:
-			if ex.at <= now {
-				if !ok {
-					return cur, storage.OpKeep
-				}
-				return cur, storage.OpDelete
-			}
-			next.ExpireAt = ex.at
-		case ex.keepTTL && ok:
-			next.ExpireAt = cur.ExpireAt
-		}
-		return next, storage.OpPut
-	})
+	c.setOp = setOp{v: c.take(value), now: c.nowMs(), nx: nx, xx: xx, get: get, ex: ex}
+	if c.setFn == nil {
+		c.setFn = c.applySet
+	}
+	ok := c.update(key, c.setFn)
+	r := &c.setOp
 	switch {
 	case !ok:
 	case r.wrongType:
@@ -266,6 +248,38 @@ func (c *client) set(key, value []byte, nx, xx, get bool, ex expireOpt) {
 	default:
 		c.wr.Null()
 	}
+	c.setOp = setOp{} // keep no value or old stash alive until the next SET
+}
+
+// applySet is SET's change to the key's current state (see setOp).
+func (c *client) applySet(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+	r := &c.setOp
+	r.had = ok
+	if r.get {
+		r.old = cur
+	}
+	if r.get && ok && cur.Kind != storage.KindString {
+		r.wrongType = true
+		return cur, storage.OpKeep
+	}
+	if (r.nx && ok) || (r.xx && !ok) {
+		return cur, storage.OpKeep
+	}
+	r.wrote = true
+	next := storage.Stash{Kind: storage.KindString, Value: r.v}
+	switch {
+	case r.ex.set:
+		if r.ex.at <= r.now {
+			if !ok {
+				return cur, storage.OpKeep
+			}
+			return cur, storage.OpDelete
+		}
+		next.ExpireAt = r.ex.at
+	case r.ex.keepTTL && ok:
+		next.ExpireAt = cur.ExpireAt
+	}
+	return next, storage.OpPut
 }
 
 func cmdSetEx(c *client, args [][]byte) {

@@ -313,6 +313,8 @@ type client struct {
 	lower     [32]byte
 	base      context.Context // cancelled when serve returns
 	cancel    context.CancelFunc
+	setOp     setOp                                                 // the SET being served (cmd_keys.go)
+	setFn     func(storage.Stash, bool) (storage.Stash, storage.Op) // c.applySet, bound once
 }
 
 func (c *client) serve() {
