@@ -223,6 +223,7 @@ func (r *Replicator) catchUp() {
 			continue
 		}
 		r.tellMissed()
+		r.dropUnheld(time.Now())
 		full := r.cfg.AntiEntropy > 0 && !time.Now().Before(nextFull)
 		bySource := make(map[ring.NodeID][]uint16)
 		pending := 0
@@ -273,6 +274,49 @@ func (r *Replicator) catchUp() {
 			}
 		}
 	}
+}
+
+// dropUnheld deletes this node's copies of slots it has not been a
+// replica of for DropAfter, in the tables it applied, while in contact.
+// The check is repeated under syncMu, which table changes take: a slot a
+// new table gives back is never dropped after that table is visible, so
+// a takeover or catch-up for it only ever adds to an emptied copy.
+func (r *Replicator) dropUnheld(now time.Time) {
+	if r.cfg.DropAfter < 0 {
+		return
+	}
+	var due []uint16
+	for s := range ring.Slots {
+		slot := uint16(s)
+		if r.Holds(slot) || r.store.SlotEntries(slot) == 0 {
+			r.unheld[s] = time.Time{}
+			continue
+		}
+		switch {
+		case r.unheld[s].IsZero():
+			r.unheld[s] = now
+		case now.Sub(r.unheld[s]) >= r.cfg.DropAfter && r.handedOver[s].Load() == 0:
+			due = append(due, slot)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	r.syncMu.Lock()
+	due = slices.DeleteFunc(due, r.Holds)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err := r.store.DropSlots(ctx, due)
+	cancel()
+	r.syncMu.Unlock()
+	if err != nil {
+		r.log.Warn("dropping copies of slots this node no longer replicates", "slots", len(due), "err", err)
+		return
+	}
+	for _, s := range due {
+		r.unheld[s] = time.Time{}
+	}
+	r.DroppedSlots.Add(int64(len(due)))
+	r.log.Info("dropped copies of slots this node no longer replicates", "slots", len(due), "after", r.cfg.DropAfter)
 }
 
 // WaitCopies waits until, for every given slot, each replica table t

@@ -3,6 +3,7 @@ package replication
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -367,5 +368,56 @@ func TestBackupPrunesWhatItsPrimaryForgot(t *testing.T) {
 		if d, e := a.store.Digest(uint16(s)), c.store.Digest(uint16(s)); d != e {
 			t.Fatalf("slot %d: digests differ after catch-up (A %x, C %x)", s, d, e)
 		}
+	}
+}
+
+// TestDropsCopiesOfSlotsItNoLongerHolds: data a node holds for a slot it
+// is not a replica of (left from an older table) is deleted DropAfter
+// later; copies of the slots it replicates are kept.
+func TestDropsCopiesOfSlotsItNoLongerHolds(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{Nodes: []ring.NodeID{"A", "B", "C", "D"}, AntiEntropy: -1, DropAfter: 300 * time.Millisecond})
+	c := tn.node("C")
+	ctx := context.Background()
+	notC := func(reps []ring.NodeID) bool { return !slices.Contains(reps, "C") }
+	withC := func(reps []ring.NodeID) bool { return slices.Contains(reps, "C") }
+	stale := keysWith(t, tb, "stale", 3, notC)
+	held := keysWith(t, tb, "held", 3, withC)
+	for _, k := range held {
+		if err := tn.node(tb.Primary(ring.Slot(k))).set(ctx, k, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As if left from a table in which C held these slots.
+	for _, k := range stale {
+		if _, _, err := c.store.Change(ctx, ring.Slot(k), k, func(storage.Stash, bool) (storage.Stash, storage.Op) {
+			return storage.Stash{Kind: storage.KindString, Value: "old"}, storage.OpPut
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	waitFor(t, 10*time.Second, "C to drop the slots it does not replicate", func() bool {
+		for _, k := range stale {
+			if c.store.SlotEntries(ring.Slot(k)) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("dropped after %v, before DropAfter", d)
+	}
+	for _, k := range held {
+		if _, ok := c.lookup(k); !ok {
+			t.Fatalf("C dropped %s, of a slot it replicates", k)
+		}
+	}
+	slots := map[uint16]bool{}
+	for _, k := range stale {
+		slots[ring.Slot(k)] = true
+	}
+	if n := c.rep.DroppedSlots.Load(); n != int64(len(slots)) {
+		t.Fatalf("DroppedSlots = %d, want %d", n, len(slots))
 	}
 }

@@ -187,6 +187,7 @@ type harnessConfig struct {
 	AntiEntropy time.Duration
 	// TombstoneTTL of every node's store; default the store's (1 h).
 	TombstoneTTL time.Duration
+	DropAfter    time.Duration // Config.DropAfter
 }
 
 // newCluster starts one node per name over loopback TCP, all with the
@@ -249,7 +250,7 @@ func newCluster(t testing.TB, hc harnessConfig) (*testNet, *ring.Table) {
 			t.Fatal(err)
 		}
 		rep, err := New(Config{Self: id, Cluster: cl, Store: st, WriteQuorum: hc.WriteQuorum, Async: hc.Async, Timeout: hc.Timeout,
-			CatchUpInterval: 50 * time.Millisecond, AntiEntropy: hc.AntiEntropy})
+			CatchUpInterval: 50 * time.Millisecond, AntiEntropy: hc.AntiEntropy, DropAfter: hc.DropAfter})
 		if err != nil {
 			t.Fatal(err)
 		}

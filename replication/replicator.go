@@ -89,7 +89,14 @@ type Config struct {
 	// AntiEntropy is how often every backup slot is compared with its
 	// primary and repaired. Default 1 min; negative turns it off.
 	AntiEntropy time.Duration
-	Logger      *slog.Logger
+	// DropAfter is how long this node keeps its copy of a slot it is no
+	// longer a replica of (the slot moved away, or the node came back
+	// after its places were given to others) before it deletes it. By
+	// then no takeover consults the copy, and keeping it would only hold
+	// memory and, should the slot come back, keys deleted meanwhile.
+	// Default 5 min; negative keeps copies until their stashes expire.
+	DropAfter time.Duration
+	Logger    *slog.Logger
 }
 
 // Replicator runs this node's side of the data plane.
@@ -164,6 +171,13 @@ type Replicator struct {
 	// Pruned counts entries a backup removed because its primary no
 	// longer had them (deleted while it was away, tombstone since gone).
 	Pruned atomic.Int64
+	// DroppedSlots counts copies of slots deleted DropAfter after this
+	// node stopped being one of their replicas.
+	DroppedSlots atomic.Int64
+	// unheld[slot]: since when this node holds data of slot without
+	// being its replica (zero: it is one, or holds nothing). Owned by
+	// the catch-up goroutine.
+	unheld [ring.Slots]time.Time
 	// ServedBytes counts key and value bytes this node streamed to peers
 	// fetching slots from it.
 	ServedBytes atomic.Int64
@@ -188,6 +202,9 @@ func New(cfg Config) (*Replicator, error) {
 	}
 	if cfg.AntiEntropy == 0 {
 		cfg.AntiEntropy = time.Minute
+	}
+	if cfg.DropAfter == 0 {
+		cfg.DropAfter = 5 * time.Minute
 	}
 	r := &Replicator{
 		cfg:   cfg,

@@ -725,22 +725,45 @@ func (s *Store) clearLocked(sl *slot) {
 // It leaves no tombstones: it is a reset (the slot moved away, or is to be
 // fetched whole), not a delete to replicate.
 func (s *Store) DropSlot(ctx context.Context, slot uint16) error {
-	if err := s.check(slot); err != nil {
-		return err
+	return s.DropSlots(ctx, []uint16{slot})
+}
+
+// DropSlots is DropSlot for several slots, committed together: each slot
+// is emptied in memory at once, and one commit makes all of it durable.
+func (s *Store) DropSlots(ctx context.Context, slots []uint16) error {
+	var last *batch
+	for _, slot := range slots {
+		if err := s.check(slot); err != nil {
+			return err
+		}
+		sl := &s.slots[slot]
+		sl.mu.Lock()
+		s.clearLocked(sl)
+		var err error
+		if s.bt != nil {
+			last, err = s.bt.dropSlot(slot)
+		}
+		sl.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	if last == nil {
+		return nil
+	}
+	return wait(ctx, last)
+}
+
+// SlotEntries returns the number of entries slot holds, stashes and
+// tombstones alike. O(1).
+func (s *Store) SlotEntries(slot uint16) int {
+	if s.check(slot) != nil {
+		return 0
 	}
 	sl := &s.slots[slot]
-	sl.mu.Lock()
-	s.clearLocked(sl)
-	var b *batch
-	var err error
-	if s.bt != nil {
-		b, err = s.bt.dropSlot(slot)
-	}
-	sl.mu.Unlock()
-	if err != nil || b == nil {
-		return err
-	}
-	return wait(ctx, b)
+	sl.mu.RLock()
+	defer sl.mu.RUnlock()
+	return sl.t.n
 }
 
 // FlushAll removes every stash and tombstone from memory and disk and waits
