@@ -633,13 +633,20 @@ func (s *Store) PruneSlot(ctx context.Context, slot uint16, upTo Version, keep f
 // SlotCount returns the number of stashes held in slot, including expired
 // ones the reaper has not removed yet but not tombstones. O(1).
 func (s *Store) SlotCount(slot uint16) int {
+	n, tombs := s.slotSizes(slot)
+	return n - tombs
+}
+
+// slotSizes returns how many entries slot holds and how many of them are
+// tombstones.
+func (s *Store) slotSizes(slot uint16) (n, tombs int) {
 	if s.check(slot) != nil {
-		return 0
+		return 0, 0
 	}
 	sl := &s.slots[slot]
 	sl.mu.RLock()
 	defer sl.mu.RUnlock()
-	return sl.t.n - sl.tombs
+	return sl.t.n, sl.tombs
 }
 
 // Digest returns an order-independent hash of slot's contents as the reaper
@@ -757,13 +764,8 @@ func (s *Store) DropSlots(ctx context.Context, slots []uint16) error {
 // SlotEntries returns the number of entries slot holds, stashes and
 // tombstones alike. O(1).
 func (s *Store) SlotEntries(slot uint16) int {
-	if s.check(slot) != nil {
-		return 0
-	}
-	sl := &s.slots[slot]
-	sl.mu.RLock()
-	defer sl.mu.RUnlock()
-	return sl.t.n
+	n, _ := s.slotSizes(slot)
+	return n
 }
 
 // FlushAll removes every stash and tombstone from memory and disk and waits
