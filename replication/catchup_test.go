@@ -421,3 +421,56 @@ func TestDropsCopiesOfSlotsItNoLongerHolds(t *testing.T) {
 		t.Fatalf("DroppedSlots = %d, want %d", n, len(slots))
 	}
 }
+
+// TestGainedPrimaryStartsFromItsPeersCopies: a node made primary of a
+// slot it was not a replica of empties what it held of the slot from an
+// older table before taking it over, so a key deleted since (tombstone
+// gone) does not come back through it; acknowledged writes arrive from
+// the previous replicas.
+func TestGainedPrimaryStartsFromItsPeersCopies(t *testing.T) {
+	t.Parallel()
+	tn, t1 := newCluster(t, harnessConfig{Nodes: []ring.NodeID{"A", "B", "C", "D"}, AntiEntropy: -1})
+	c := tn.node("C")
+	ctx := context.Background()
+	t2, err := ring.Build([]ring.Member{{ID: "A"}, {ID: "B"}, {ID: "C"}}, 3, t1.Epoch()+1, t1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gained := func(reps []ring.NodeID) bool { return !slices.Contains(reps, "C") }
+	var stale, fresh string
+	for _, k := range keysWith(t, t1, "gp", 200, gained) {
+		if t2.Primary(ring.Slot(k)) == "C" {
+			stale = k
+			break
+		}
+	}
+	if stale == "" {
+		t.Fatal("no key whose slot C gains as primary")
+	}
+	slot := ring.Slot(stale)
+	for i := 0; fresh == ""; i++ {
+		if k := "gp-fresh-" + strconv.Itoa(i); ring.Slot(k) == slot {
+			fresh = k
+		}
+	}
+	// Left on C from a table in which it replicated the slot; deleted
+	// since, tombstone gone everywhere.
+	if _, _, err := c.store.Change(ctx, slot, stale, func(storage.Stash, bool) (storage.Stash, storage.Op) {
+		return storage.Stash{Kind: storage.KindString, Value: "deleted long ago"}, storage.OpPut
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.node(t1.Primary(slot)).set(ctx, fresh, "acknowledged"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range tn.all() {
+		n.setTable(t2)
+	}
+	waitFor(t, 10*time.Second, "C to serve the slot it gained", func() bool { return c.rep.Serving(slot) })
+	if st, ok := c.lookup(stale); ok {
+		t.Fatalf("C, now primary, still holds %s: %+v", stale, st)
+	}
+	if st, ok := c.lookup(fresh); !ok || st.Value != "acknowledged" {
+		t.Fatalf("C, now primary, lacks the acknowledged %s: %+v, %v", fresh, st, ok)
+	}
+}

@@ -125,6 +125,9 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 	}
 	r.store.SetEpoch(uint32(t.Epoch()))
 	r.syncMu.Lock()
+	if prevT != nil && !gap && prevT.Epoch() != t.Epoch() {
+		r.dropStaleGained(prevT, t)
+	}
 	r.table.Store(t)
 	r.markSynced(prevT, t, gap)
 	r.syncMu.Unlock()
@@ -144,6 +147,36 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 		}
 	}
 	r.log.Info("applied slot table", "epoch", t.Epoch(), "primaries_gained", gained, "primaries_lost", lost, "gap", gap)
+}
+
+// dropStaleGained empties this node's copy of every slot t makes it
+// primary of that prev did not make it a replica of, before t is visible.
+// Such a copy is left from an older table: it is not one a takeover
+// counts, no primary sent it writes under prev or t, and keys deleted
+// since it was last a replica (their tombstones gone) would come back
+// through it, as the takeover merges what it fetches into this copy.
+// Backup places it gains are cleaned by catch-up (prune) instead: a
+// primary ahead of this node may already have had copies acknowledged
+// here. syncMu is held.
+func (r *Replicator) dropStaleGained(prev, t *ring.Table) {
+	var stale []uint16
+	for s := range ring.Slots {
+		slot := uint16(s)
+		if t.Primary(slot) == r.cfg.Self && !slices.Contains(prev.Replicas(slot), r.cfg.Self) && r.store.SlotEntries(slot) > 0 {
+			stale = append(stale, slot)
+		}
+	}
+	if len(stale) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := r.store.DropSlots(ctx, stale); err != nil {
+		r.log.Warn("emptying old copies of slots gained as primary", "slots", len(stale), "err", err)
+		return
+	}
+	r.DroppedSlots.Add(int64(len(stale)))
+	r.log.Info("emptied old copies of slots gained as primary", "slots", len(stale), "epoch", t.Epoch())
 }
 
 // takeoverResult is one reconciliation round: the slots that heard from
