@@ -196,7 +196,7 @@ func (r *Replicator) handleDigest(m *wire.Msg) *wire.Msg {
 // handleFetch streams every entry of the requested slots, tombstones
 // included, in batches; the last batch has Last set. The batch that ends
 // a slot lists it in Slots, with its mark in Marks (see
-// storage.ScanSlotMarked).
+// storage.ScanSlotAll).
 func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*wire.Msg)) {
 	batch := &wire.Msg{Kind: wire.KindEntries, ID: m.ID}
 	size := 0
@@ -204,7 +204,7 @@ func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*w
 		if s >= ring.Slots {
 			continue
 		}
-		mark := r.store.ScanSlotMarked(s, func(st storage.Stash) bool {
+		mark := r.store.ScanSlotAll(s, func(st storage.Stash) bool {
 			batch.Entries = append(batch.Entries, toEntry(st))
 			size += len(st.Key) + len(st.Value) + 32
 			r.ServedBytes.Add(int64(len(st.Key) + len(st.Value)))

@@ -578,11 +578,9 @@ func (p *planner) extend(b int, orig []int32, s int, o, u int32) {
 	k := slices.Index(orig, o)
 	start := s / scoreRun * scoreRun
 	end := min(start+scoreRun, Slots)
+	// orig already passed fits for this move in moveFrom.
 	try := func(s2 int) bool {
 		if !room() || !slices.Equal(p.row(s2), orig) {
-			return false
-		}
-		if !p.fits(orig, o, u) {
 			return false
 		}
 		p.reassign(s2, k, u)
@@ -627,9 +625,7 @@ func (p *planner) primaries(prev *Table) []int32 {
 		}
 		row := p.row(s)
 		pr := row[0]
-		switch {
-		case prev == nil:
-		default:
+		if prev != nil {
 			for _, x := range row[1:] {
 				if pcount[x] < pcount[pr] {
 					pr = x

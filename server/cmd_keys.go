@@ -209,8 +209,6 @@ func cmdSet(c *client, args [][]byte) {
 	c.set(args[1], args[2], nx, xx, get, ex)
 }
 
-// setResult is what set's update callback found; one allocation instead of
-// one per captured variable.
 // setOp is one SET's arguments and outcome, kept in the client so that
 // a SET allocates no closure: client.setFn, bound once per connection,
 // runs it under the key's lock.

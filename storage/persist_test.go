@@ -389,7 +389,7 @@ func TestPruneSlot(t *testing.T) {
 	put(t, s, 1, "deleted", "v", 0)
 	del(t, s, 1, "deleted") // a tombstone
 	seen := map[string]bool{}
-	mark := s.ScanSlotMarked(1, func(st Stash) bool { seen[st.Key] = true; return true })
+	mark := s.ScanSlotAll(1, func(st Stash) bool { seen[st.Key] = true; return true })
 	if len(seen) != 4 || !seen["deleted"] || mark.Seq == 0 {
 		t.Fatalf("marked snapshot: %v, mark %+v", seen, mark)
 	}

@@ -551,17 +551,14 @@ func (s *Store) ScanSlot(slot uint16, fn func(Stash) bool) {
 // expired ones the reaper has not removed yet, and tombstones (Deleted
 // set). It is how a whole slot is shipped to a peer, which applies each
 // with Apply(ctx, slot, st, st.Deleted) so that deletes travel too.
-func (s *Store) ScanSlotAll(slot uint16, fn func(Stash) bool) {
-	s.scanSlot(slot, true, fn)
-}
-
-// ScanSlotMarked is ScanSlotAll that also returns the slot's mark, taken
-// with the same snapshot: the current epoch (SetEpoch) and the highest
-// sequence the slot has assigned or applied. Every entry the snapshot
-// lacks but an older copy of the slot holds at or below the mark, this
-// store no longer has: deleted, its tombstone since removed (see
-// PruneSlot). A change this store makes later has a newer version.
-func (s *Store) ScanSlotMarked(slot uint16, fn func(Stash) bool) Version {
+//
+// It returns the slot's mark, taken with the same snapshot: the current
+// epoch (SetEpoch) and the highest sequence the slot has assigned or
+// applied. Every entry the snapshot lacks but an older copy of the slot
+// holds at or below the mark, this store no longer has: deleted, its
+// tombstone since removed (see PruneSlot). A change this store makes
+// later has a newer version.
+func (s *Store) ScanSlotAll(slot uint16, fn func(Stash) bool) Version {
 	return s.scanSlot(slot, true, fn)
 }
 
@@ -596,7 +593,7 @@ func (s *Store) scanSlot(slot uint16, all bool, fn func(Stash) bool) (mark Versi
 // tombstone) whose version is not newer than upTo and whose key keep
 // rejects, and waits until the removal is as durable as the fsync policy
 // demands. It returns how many it removed. A backup uses it to drop what
-// its primary no longer has (ScanSlotMarked): keys deleted while the
+// its primary no longer has (ScanSlotAll's mark): keys deleted while the
 // backup was away, whose tombstones were removed before it came back.
 // Without it such a key would outlive its delete on the backup, and come
 // back if the backup ever became primary.
