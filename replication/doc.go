@@ -31,6 +31,13 @@
 // yet reached W copies waits for it, so a value is never returned before
 // it is acknowledged-durable on W nodes.
 //
+// A primary that has no record at all of a stash (no value, no
+// tombstone) in the two minutes after a table change asks the node the
+// stash's tag names (KV.Recover, a wire.KindLookup frame) and adopts a
+// live copy through the write path before answering; a copy can be only
+// there when it was acknowledged without a quorum (Async, W = 1) or its
+// quorum was lost.
+//
 // # Taking over a slot
 //
 // A node serves a slot as primary only when the committed table says so,

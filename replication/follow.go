@@ -129,6 +129,7 @@ func (r *Replicator) apply(t *ring.Table, due map[uint16]takeover, gap bool) {
 		r.dropStaleGained(prevT, t)
 	}
 	r.table.Store(t)
+	r.tableAt.Store(time.Now().UnixNano())
 	r.markSynced(prevT, t, gap)
 	r.syncMu.Unlock()
 	gained := 0

@@ -178,6 +178,11 @@ type Replicator struct {
 	// being its replica (zero: it is one, or holds nothing). Owned by
 	// the catch-up goroutine.
 	unheld [ring.Slots]time.Time
+	// Recovered counts stashes this primary lacked and adopted from the
+	// node their tag names (see KV.Recover).
+	Recovered atomic.Int64
+	// tableAt: when the current table was applied (Unix ns).
+	tableAt atomic.Int64
 	// ServedBytes counts key and value bytes this node streamed to peers
 	// fetching slots from it.
 	ServedBytes atomic.Int64

@@ -109,6 +109,8 @@ func (r *Replicator) serveConn(nc net.Conn) {
 			r.workers.run(func() { reply(r.handleDigest(m)) })
 		case wire.KindFetch:
 			go r.handleFetch(ctx, m, reply)
+		case wire.KindLookup:
+			r.workers.run(func() { reply(r.handleLookup(m)) })
 		default:
 			reply(&wire.Msg{Kind: wire.KindAck, ID: m.ID, Err: fmt.Sprintf("ERR unexpected %s frame", m.Kind)})
 		}

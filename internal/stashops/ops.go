@@ -50,6 +50,14 @@ type Store interface {
 	Update(ctx context.Context, slot uint16, key string, fn func(cur storage.Stash, ok bool) (storage.Stash, storage.Op)) (storage.Op, error)
 }
 
+// Recoverer is a Store that can look elsewhere for a stash it has no
+// record of. In a cluster, a primary asks the node a tag's hint names,
+// while a slot table change is recent; it stores what it finds (reporting
+// true) so that reading again finds it.
+type Recoverer interface {
+	Recover(ctx context.Context, slot uint16, key string, hint uint32) (bool, error)
+}
+
 // Ops performs stash operations. Fill every field but Rand, Accept and
 // DefaultTTL, which may be left zero.
 type Ops struct {
@@ -143,20 +151,37 @@ func (o *Ops) Put(ctx context.Context, value []byte, ttl time.Duration) (string,
 	return "", errors.New("stash: could not mint a unique ID")
 }
 
-func (o *Ops) key(t string) (string, uint16, error) {
+// ref is a stash as a tag names it: its key, slot and node hint.
+type ref struct {
+	key  string
+	slot uint16
+	hint uint32
+}
+
+func (o *Ops) ref(t string) (ref, error) {
 	tg, err := o.Codec.Decode(t)
 	if err != nil {
-		return "", 0, err
+		return ref{}, err
 	}
 	k := tg.ID.Key()
-	return k, o.Slot(k), nil
+	return ref{key: k, slot: o.Slot(k), hint: tg.Hint}, nil
+}
+
+// recover asks the store, if it can, to find the stash r names
+// elsewhere, after a miss; it reports whether the store now has it.
+func (o *Ops) recover(ctx context.Context, r ref) (bool, error) {
+	rc, ok := o.Store.(Recoverer)
+	if !ok {
+		return false, nil
+	}
+	return rc.Recover(ctx, r.slot, r.key, r.hint)
 }
 
 // Set replaces the value of the stash named by t, creating it again if it
 // expired. ttl 0 keeps the current expiry (the default TTL for a stash
 // that is created).
 func (o *Ops) Set(ctx context.Context, t string, value []byte, ttl time.Duration) error {
-	key, slot, err := o.key(t)
+	r, err := o.ref(t)
 	if err != nil {
 		return err
 	}
@@ -170,7 +195,7 @@ func (o *Ops) Set(ctx context.Context, t string, value []byte, ttl time.Duration
 	}
 	v := string(value)
 	var ferr error
-	_, err = o.Store.Update(ctx, slot, key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+	_, err = o.Store.Update(ctx, r.slot, r.key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
 		if ok && cur.Kind != storage.KindString {
 			ferr = ErrWrongType
 			return cur, storage.OpKeep
@@ -189,14 +214,23 @@ func (o *Ops) Set(ctx context.Context, t string, value []byte, ttl time.Duration
 
 // Get returns the value of the stash named by t, or ErrNotFound.
 func (o *Ops) Get(ctx context.Context, t string) ([]byte, error) {
-	key, slot, err := o.key(t)
+	r, err := o.ref(t)
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	st, ok := o.Store.Get(slot, key)
+	st, ok := o.Store.Get(r.slot, r.key)
+	if !ok {
+		found, err := o.recover(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			st, ok = o.Store.Get(r.slot, r.key)
+		}
+	}
 	if !ok {
 		return nil, ErrNotFound
 	}
@@ -209,7 +243,7 @@ func (o *Ops) Get(ctx context.Context, t string) ([]byte, error) {
 // Touch sets the stash's expiry to ttl from now (0: no expiry). It
 // returns ErrNotFound when there is no live stash.
 func (o *Ops) Touch(ctx context.Context, t string, ttl time.Duration) error {
-	key, slot, err := o.key(t)
+	r, err := o.ref(t)
 	if err != nil {
 		return err
 	}
@@ -222,40 +256,49 @@ func (o *Ops) Touch(ctx context.Context, t string, ttl time.Duration) error {
 			return err
 		}
 	}
-	return o.ifPresent(ctx, slot, key, func(cur storage.Stash) (storage.Stash, storage.Op) {
+	return o.ifPresent(ctx, r, func(cur storage.Stash) (storage.Stash, storage.Op) {
 		cur.ExpireAt = exp
 		cur.Version = storage.Version{}
 		return cur, storage.OpPut
 	})
 }
 
-// ifPresent applies fn to the live stash under key, or returns ErrNotFound.
-func (o *Ops) ifPresent(ctx context.Context, slot uint16, key string, fn func(cur storage.Stash) (storage.Stash, storage.Op)) error {
-	found := false
-	_, err := o.Store.Update(ctx, slot, key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
-		if !ok {
-			return cur, storage.OpKeep
+// ifPresent applies fn to the live stash r names, or returns ErrNotFound.
+// A miss is checked with the store's Recover first, so that a delete or
+// touch of a stash the store can still find does not quietly miss it.
+func (o *Ops) ifPresent(ctx context.Context, r ref, fn func(cur storage.Stash) (storage.Stash, storage.Op)) error {
+	for attempt := 0; ; attempt++ {
+		found := false
+		_, err := o.Store.Update(ctx, r.slot, r.key, func(cur storage.Stash, ok bool) (storage.Stash, storage.Op) {
+			if !ok {
+				return cur, storage.OpKeep
+			}
+			found = true
+			return fn(cur)
+		})
+		if err != nil || found {
+			return err
 		}
-		found = true
-		return fn(cur)
-	})
-	if err != nil {
-		return err
+		if attempt > 0 {
+			return ErrNotFound
+		}
+		if again, err := o.recover(ctx, r); err != nil || !again {
+			if err == nil {
+				err = ErrNotFound
+			}
+			return err
+		}
 	}
-	if !found {
-		return ErrNotFound
-	}
-	return nil
 }
 
 // Delete removes the stash named by t. It returns ErrNotFound when there
 // was no live stash.
 func (o *Ops) Delete(ctx context.Context, t string) error {
-	key, slot, err := o.key(t)
+	r, err := o.ref(t)
 	if err != nil {
 		return err
 	}
-	return o.ifPresent(ctx, slot, key, func(cur storage.Stash) (storage.Stash, storage.Op) {
+	return o.ifPresent(ctx, r, func(cur storage.Stash) (storage.Stash, storage.Op) {
 		return cur, storage.OpDelete
 	})
 }

@@ -145,3 +145,92 @@ func TestErrors(t *testing.T) {
 		t.Fatalf("Set over a hash: %v", err)
 	}
 }
+
+// recoverStore is a storage.Store whose Recover puts a stash it was given
+// (the copy "elsewhere") under the key it is asked for, and records the
+// hints it was asked with.
+type recoverStore struct {
+	*storage.Store
+	elsewhere map[string]string
+	hints     []uint32
+	err       error
+}
+
+func (s *recoverStore) Recover(ctx context.Context, slot uint16, key string, hint uint32) (bool, error) {
+	s.hints = append(s.hints, hint)
+	v, ok := s.elsewhere[key]
+	if !ok || s.err != nil {
+		return false, s.err
+	}
+	delete(s.elsewhere, key)
+	_, err := s.Update(ctx, slot, key, func(storage.Stash, bool) (storage.Stash, storage.Op) {
+		return storage.Stash{Kind: storage.KindString, Value: v}, storage.OpPut
+	})
+	return err == nil, err
+}
+
+// TestMissesAskTheStoreToRecover: Get, Touch and Delete of a stash the
+// store has no record of ask it to recover the stash, with the tag's
+// hint, and act on what it recovered; a failure to recover is reported.
+func TestMissesAskTheStoreToRecover(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	o, st := newOps(t, &now)
+	rs := &recoverStore{Store: st, elsewhere: map[string]string{}}
+	o.Store = rs
+	ctx := context.Background()
+	minted := map[string]string{} // tag -> key
+	mint := func(hint uint32) string {
+		o.Hint = hint
+		tg, err := o.Put(ctx, []byte("x"), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec, _ := o.Codec.Decode(tg)
+		key := dec.ID.Key()
+		if _, err := st.Update(ctx, ring.Slot(key), key, func(storage.Stash, bool) (storage.Stash, storage.Op) {
+			return storage.Stash{}, storage.OpDelete
+		}); err != nil {
+			t.Fatal(err)
+		}
+		minted[tg] = key
+		return tg
+	}
+	// Put, then forget: the tombstone makes the store's record
+	// authoritative, so Recover is asked only about a key without one.
+	g1 := mint(tag.HintFor("n2"))
+	if _, err := o.Get(ctx, g1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of a deleted stash: %v", err)
+	}
+	if len(rs.hints) != 1 || rs.hints[0] != tag.HintFor("n2") {
+		t.Fatalf("Recover asked with hints %x, want [%x]", rs.hints, tag.HintFor("n2"))
+	}
+
+	rs.elsewhere[minted[g1]] = "found"
+	if v, err := o.Get(ctx, g1); err != nil || string(v) != "found" {
+		t.Fatalf("Get after recovery: %q %v", v, err)
+	}
+	g2 := mint(tag.HintFor("n3"))
+	rs.elsewhere[minted[g2]] = "gone soon"
+	if err := o.Delete(ctx, g2); err != nil {
+		t.Fatalf("Delete of a recoverable stash: %v", err)
+	}
+	if _, ok := st.Get(ring.Slot(minted[g2]), minted[g2]); ok {
+		t.Fatal("Delete recovered the stash but left it live")
+	}
+	g3 := mint(tag.HintFor("n3"))
+	rs.elsewhere[minted[g3]] = "touched"
+	if err := o.Touch(ctx, g3, time.Minute); err != nil {
+		t.Fatalf("Touch of a recoverable stash: %v", err)
+	}
+	if s, ok := st.Get(ring.Slot(minted[g3]), minted[g3]); !ok || s.ExpireAt != now.Add(time.Minute).UnixMilli() {
+		t.Fatalf("after Touch: %+v %v", s, ok)
+	}
+	rs.err = errors.New("NOQUORUM no")
+	g4 := mint(tag.HintFor("n3"))
+	if _, err := o.Get(ctx, g4); err != rs.err {
+		t.Fatalf("Get with a failing Recover: %v, want its error", err)
+	}
+	if err := o.Delete(ctx, g4); err != rs.err {
+		t.Fatalf("Delete with a failing Recover: %v, want its error", err)
+	}
+}

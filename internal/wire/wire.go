@@ -56,11 +56,13 @@ const (
 	KindDigests                   // the digests (Digests, same order as Slots)
 	KindFetch                     // ask for every entry of Slots
 	KindEntries                   // a batch of them; Last marks the final batch
+	KindLookup                    // ask what Slot holds for the key in Args[0]; answered by Entries
 )
 
 var kindNames = map[Kind]string{
 	KindForward: "forward", KindReply: "reply", KindReplicate: "replicate", KindAck: "ack",
 	KindDigest: "digest", KindDigests: "digests", KindFetch: "fetch", KindEntries: "entries",
+	KindLookup: "lookup",
 }
 
 func (k Kind) String() string {
@@ -216,7 +218,7 @@ func Decode(b []byte) (*Msg, error) {
 	if m.V != Version {
 		return nil, fmt.Errorf("%w: version %d, want %d", ErrBadFrame, m.V, Version)
 	}
-	if m.Kind < KindForward || m.Kind > KindEntries {
+	if m.Kind < KindForward || m.Kind > KindLookup {
 		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadFrame, m.Kind)
 	}
 	return m, nil
