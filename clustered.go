@@ -86,6 +86,7 @@ func (n *Node) openCluster(ctx context.Context, secret []byte) error {
 		Async:       cfg.Replication == ReplicationAsync,
 		ApplyWaits:  cfg.Fsync == FsyncAlways,
 		Dir:         cfg.DataDir,
+		DropAfter:   cfg.DropAfter,
 		Logger:      n.log.With("part", "replication"),
 	})
 	if err != nil {

@@ -65,6 +65,13 @@ type Config struct {
 	// they are given to other nodes (its primaries move at once). Default
 	// 60s.
 	DownGrace time.Duration
+	// DropAfter is how long a node keeps its copy of a slot it stopped
+	// replicating (the slot moved away, or the node came back after its
+	// places were given to others) before deleting it, freeing the
+	// memory and keeping keys deleted meanwhile from coming back should
+	// the slot return. Default 5m; negative keeps copies until their
+	// stashes expire.
+	DropAfter time.Duration
 	// ClusterRedirects answers commands for other nodes' slots with
 	// -MOVED on every connection, as Redis Cluster does. Default off: a
 	// node forwards them to the primary itself, so plain Redis clients
@@ -160,6 +167,7 @@ func DefaultConfig() Config {
 		Replicas:        3,
 		Replication:     ReplicationSync,
 		DownGrace:       60 * time.Second,
+		DropAfter:       5 * time.Minute,
 		ClusterProfile:  "lan",
 		DataDir:         "./stash-data",
 		Fsync:           FsyncBatch,

@@ -165,7 +165,7 @@ type options struct {
 	advertise                                string
 	bootstrapExpect, writeQuorum             int
 	replication, clusterProfile              string
-	downGrace                                time.Duration
+	downGrace, dropAfter                     time.Duration
 	clusterRedirects                         bool
 	logFormat, logLevel                      string
 	pprof                                    bool
@@ -204,6 +204,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.IntVar(&o.writeQuorum, "write-quorum", 0, "copies a write must reach before it is acknowledged (0: majority of --replicas)")
 	fs.StringVar(&o.replication, "replication", d.Replication, "sync (acknowledge after --write-quorum copies) or async (UNSAFE: acknowledge before backups have it)")
 	fs.DurationVar(&o.downGrace, "down-grace", d.DownGrace, "how long a failed node keeps its replica places before they move")
+	fs.DurationVar(&o.dropAfter, "drop-after", d.DropAfter, "how long a node keeps its copy of a slot it no longer replicates before deleting it (negative: until its stashes expire)")
 	fs.BoolVar(&o.clusterRedirects, "cluster-redirects", false, "answer commands for other nodes' slots with -MOVED on every connection instead of forwarding them")
 	fs.StringVar(&o.clusterProfile, "cluster-profile", d.ClusterProfile, "failure detection timings: lan (about 5 s) or local (about 1 s; one machine only)")
 	fs.StringVar(&o.zone, "zone", "", "failure zone of this node; replicas go to distinct zones")
@@ -246,6 +247,7 @@ func (o *options) config() (stash.Config, error) {
 	c.Replicas, c.Zone = o.replicas, o.zone
 	c.Advertise, c.BootstrapExpect, c.WriteQuorum = o.advertise, o.bootstrapExpect, o.writeQuorum
 	c.Replication, c.DownGrace, c.ClusterRedirects, c.ClusterProfile = o.replication, o.downGrace, o.clusterRedirects, o.clusterProfile
+	c.DropAfter = o.dropAfter
 	c.Pprof, c.FaultHooks = o.pprof, o.faultHooks
 	for _, j := range strings.Split(o.join, ",") {
 		if j = strings.TrimSpace(j); j != "" {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stashcluster/stash"
 	"github.com/stashcluster/stash/internal/testport"
 )
 
@@ -572,6 +573,36 @@ func TestChooseProcs(t *testing.T) {
 	} {
 		if got, why := chooseProcs(c.flag, c.avail, c.env); got != c.want || why == "" {
 			t.Errorf("chooseProcs(%d, %d, %v) = %d (%q), want %d", c.flag, c.avail, c.env, got, why, c.want)
+		}
+	}
+}
+
+// TestDropAfterFlag: --drop-after and STASH_DROP_AFTER reach the node's
+// configuration, and the default is the library's.
+func TestDropAfterFlag(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want time.Duration
+	}{
+		{nil, nil, stash.DefaultConfig().DropAfter},
+		{[]string{"--drop-after", "90s"}, nil, 90 * time.Second},
+		{[]string{"--drop-after", "-1s"}, nil, -time.Second},
+		{nil, map[string]string{"STASH_DROP_AFTER": "10m"}, 10 * time.Minute},
+	} {
+		fs, o := flags(io.Discard)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := fromEnv(fs, func(k string) (string, bool) { v, ok := c.env[k]; return v, ok }); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := o.config()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.DropAfter != c.want {
+			t.Errorf("%v %v: DropAfter %v, want %v", c.args, c.env, cfg.DropAfter, c.want)
 		}
 	}
 }
