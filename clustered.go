@@ -573,6 +573,8 @@ func (c *clusterPart) registerMetrics(reg *prometheus.Registry) {
 		counter("stash_repaired_entries_total", "Entries a backup fetched from its primary because its copy lacked them (catch-up, re-replication, anti-entropy).", &c.rep.Repaired),
 		counter("stash_pruned_entries_total", "Entries a backup removed because its primary no longer had them (deleted while the backup was away, tombstone since removed).", &c.rep.Pruned),
 		counter("stash_dropped_slots_total", "Copies of slots this node deleted some time after it stopped being one of their replicas.", &c.rep.DroppedSlots),
+		counter("stash_carried_copies_total", "Writes forwarded by a backup of their slot whose copy for that backup travelled in the primary's reply.", &c.rep.Carried),
+		counter("stash_uncarried_copies_total", "Carried copies the forwarding node did not confirm (refused, timed out, stream lost), re-sent to the backups.", &c.rep.Uncarried),
 		counter("stash_recovered_stashes_total", "Stashes this node, as primary, had no record of and adopted from the node their tag names, shortly after a slot table change.", &c.rep.Recovered),
 		counter("stash_fallback_reads_total", "Reads this node ran for a slot it had just handed over, for a new primary still taking the slot over.", &c.rep.FallbackReads),
 		counter("stash_refused_stale_copies_total", "Copies refused because they came from a primary a newer table deposed.", &c.rep.Refused),

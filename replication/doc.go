@@ -20,6 +20,14 @@
 // not have happened" (RESP: -NOQUORUM). The primary keeps offering such a
 // change to the backups in the background.
 //
+// A write forwarded by a node that is itself a backup of the slot sends
+// that node no separate copy: the primary puts the changed entries in its
+// reply, leaving out values the forwarded command carried, counts the
+// forwarding node towards W, and holds the keys' reads until it confirms
+// (carry.go). The forwarding node applies them, fenced like any copy,
+// before it answers its client, so an answered write is still on W
+// nodes; one message and one round trip fewer per forwarded write.
+//
 // Backups apply newer-wins (storage.Store.Apply), so duplicated, delayed
 // or reordered copies converge, and a tombstone keeps a deleted key from
 // coming back. A backup refuses a copy from a node that its own, newer

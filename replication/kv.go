@@ -183,6 +183,9 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 		return nil
 	}
 	r.Replicated.Add(1)
+	// The forwarding node's copy, when it is a backup, goes in the
+	// forward's reply (see carry.go).
+	cr := r.takeCarry(ctx, t, slot, &backups)
 	timeout := r.dl.after(r.cfg.Timeout)
 	// Send to every backup at once; replies share one channel (room for
 	// one per backup, failures included).
@@ -220,6 +223,9 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 		}
 	}
 	got, answered := 1, 0
+	if cr != nil {
+		got++ // counted now; the client is answered only once it holds it
+	}
 	var heard []string
 	for got < w && answered < sent {
 		select {
@@ -242,6 +248,14 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 	// An old primary stops acknowledging once its lease ran out or a
 	// newer table moved the slot: the new one may already be serving.
 	if got >= w && r.Serving(slot) {
+		if cr != nil {
+			// The pending mark is released when the forwarding
+			// node confirms it applied the copy.
+			cr.sts = append(cr.sts, st)
+			cr.entry = append(cr.entry, entry[0])
+			r.Carried.Add(1)
+			return nil
+		}
 		r.pend.finish(slot, st.Key)
 		return nil
 	}

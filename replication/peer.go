@@ -261,23 +261,30 @@ func (p *peer) call(ctx context.Context, m *wire.Msg) (*wire.Msg, error) {
 // callUntil is call that also gives up with errNoAnswer when expire
 // closes (nil: never).
 func (p *peer) callUntil(ctx context.Context, m *wire.Msg, expire <-chan struct{}) (*wire.Msg, error) {
+	rep, _, err := p.callOn(ctx, m, expire)
+	return rep, err
+}
+
+// callOn is callUntil that also returns the connection the reply came
+// on, for an answer to the reply itself (see carry.go).
+func (p *peer) callOn(ctx context.Context, m *wire.Msg, expire <-chan struct{}) (*wire.Msg, *peerConn, error) {
 	ch := make(chan *wire.Msg, 1)
 	c, err := p.start(ctx, m, ch)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errNotSent, err)
+		return nil, nil, fmt.Errorf("%w: %w", errNotSent, err)
 	}
 	select {
 	case rep := <-ch:
 		if gone(rep) {
-			return nil, errPeerGone
+			return nil, nil, errPeerGone
 		}
-		return rep, nil
+		return rep, c, nil
 	case <-ctx.Done():
 		c.forget(m.ID)
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	case <-expire:
 		c.forget(m.ID)
-		return nil, errNoAnswer
+		return nil, nil, errNoAnswer
 	}
 }
 

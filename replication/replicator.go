@@ -178,6 +178,10 @@ type Replicator struct {
 	// being its replica (zero: it is one, or holds nothing). Owned by
 	// the catch-up goroutine.
 	unheld [ring.Slots]time.Time
+	// Carried counts changes whose copy for the forwarding node went in
+	// the forward's reply (see carry.go); Uncarried those of them the
+	// forwarding node did not confirm, re-sent by retry.
+	Carried, Uncarried atomic.Int64
 	// Recovered counts stashes this primary lacked and adopted from the
 	// node their tag names (see KV.Recover).
 	Recovered atomic.Int64

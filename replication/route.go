@@ -112,7 +112,8 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 		p, fallback = prev, true
 	}
 	// No copy of args: the frame is encoded before call returns from
-	// sending it (frameWriter.send), and args are not touched after.
+	// sending it (frameWriter.send); afterwards args are only read, for
+	// the values a carried copy left out, before Forward returns.
 	//
 	// A primary answers within the replication timeout (a write waits
 	// that long for its backups at most). No answer well after that: the
@@ -122,7 +123,7 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 	limit := 2*r.cfg.Timeout + time.Second
 	pr := r.peer(p)
 	t0 := time.Now()
-	rep, err := pr.callUntil(ctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: args, Fallback: fallback}, r.dl.after(limit))
+	rep, pc, err := pr.callOn(ctx, &wire.Msg{Kind: wire.KindForward, Slot: slot, Epoch: t.Epoch(), Proto: uint8(proto), Args: args, Fallback: fallback}, r.dl.after(limit))
 	if d := time.Since(t0); d > slowForward {
 		r.log.Warn("slow forward", "slot", slot, "to", p, "fallback", fallback, "took", d.Round(time.Millisecond))
 	}
@@ -138,6 +139,23 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 	}
 	if rep.Kind != wire.KindReply {
 		return nil, fmt.Errorf("forwarding to %s: unexpected %s reply %q", p, rep.Kind, rep.Err)
+	}
+	if len(rep.Entries) > 0 {
+		// This node's copy of the change, counted towards W by the
+		// primary: applied, as any copy, before the client hears of
+		// it; the primary learns the outcome (see carry.go).
+		ack := &wire.Msg{Kind: wire.KindAck, ID: rep.ID, From: string(r.cfg.Self)}
+		if err := fillValues(rep.Entries, rep.ValueArgs, args); err != nil {
+			ack.Err = "ERR " + err.Error()
+		} else {
+			ack = r.handleReplicate(ctx, &wire.Msg{Kind: wire.KindReplicate, ID: rep.ID, Epoch: rep.Epoch, From: rep.From, Slot: slot, Entries: rep.Entries})
+		}
+		if err := pc.fw.send(ack); err != nil {
+			pc.fail(err)
+		}
+		if ack.Err != "" {
+			return nil, &Error{"NOQUORUM", fmt.Sprintf("the primary applied the write but this node could not keep its copy (%s); it may or may not have been applied", ack.Err)}
+		}
 	}
 	return rep.Reply, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/stashcluster/stash/internal/wire"
@@ -52,6 +53,8 @@ func (r *Replicator) serveConn(nc net.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	fw := newFrameWriter(nc)
 	var from ring.NodeID // the primary that sent copies on this stream
+	var cs carries       // copies sent in forward replies, awaiting confirmation
+	sweeping := false
 	defer func() {
 		cancel()
 		nc.Close()
@@ -92,7 +95,20 @@ func (r *Replicator) serveConn(nc net.Conn) {
 		}
 		switch m.Kind {
 		case wire.KindForward:
-			r.workers.run(func() { reply(r.handleForward(ctx, m)) })
+			if !sweeping && !r.cfg.Async {
+				sweeping = true
+				r.wg.Add(1)
+				go func() {
+					defer r.wg.Done()
+					r.sweepCarries(ctx, &cs)
+				}()
+			}
+			r.workers.run(func() { reply(r.handleForward(ctx, m, &cs)) })
+		case wire.KindAck:
+			// A forwarding node's word on the copy in a reply.
+			if c := cs.take(m.ID); c != nil {
+				r.confirmed(c, m.Err)
+			}
 		case wire.KindReplicate:
 			from = ring.NodeID(m.From)
 			if r.cfg.ApplyWaits {
@@ -117,7 +133,7 @@ func (r *Replicator) serveConn(nc net.Conn) {
 	}
 }
 
-func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
+func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg, cs *carries) *wire.Msg {
 	r.Forwarded.Add(1)
 	if m.Fallback {
 		if !r.canServePrev(m.Slot, m.Epoch, ring.NodeID(m.From)) {
@@ -135,12 +151,27 @@ func (r *Replicator) handleForward(ctx context.Context, m *wire.Msg) *wire.Msg {
 	if r.exec == nil || len(m.Args) == 0 {
 		return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: []byte("-TRYAGAIN node is not serving yet\r\n")}
 	}
+	var cr *carry
+	if !m.Fallback && !r.cfg.Async {
+		if t := r.table.Load(); t != nil && m.Slot < ring.Slots && ring.NodeID(m.From) != r.cfg.Self && slices.Contains(t.Replicas(m.Slot), ring.NodeID(m.From)) {
+			cr = &carry{to: ring.NodeID(m.From), slot: m.Slot, t: t, w: r.quorum(len(t.Replicas(m.Slot)))}
+			ctx = context.WithValue(ctx, carryKey{}, cr)
+		}
+	}
 	t0 := time.Now()
 	rep := r.exec(ctx, proto, m.Args)
 	if d := time.Since(t0); d > slowForward {
 		r.log.Warn("slow forwarded command", "slot", m.Slot, "from", m.From, "fallback", m.Fallback, "took", d.Round(time.Millisecond), "reply", string(rep[:min(len(rep), 60)]))
 	}
-	return &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: rep}
+	out := &wire.Msg{Kind: wire.KindReply, ID: m.ID, Reply: rep}
+	if cr != nil && len(cr.entry) > 0 {
+		out.Entries, out.Epoch, out.From = cr.entry, cr.t.Epoch(), string(r.cfg.Self)
+		out.ValueArgs = valueArgs(cr.entry, m.Args)
+		if !cs.add(m.ID, cr, r.cfg.Timeout) {
+			r.unconfirmed(cr) // the stream is gone: the reply will not arrive
+		}
+	}
+	return out
 }
 
 // handleReplicate applies a primary's changes newer-wins, unless this

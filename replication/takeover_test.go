@@ -292,7 +292,7 @@ func TestFallbackReadDuringTakeover(t *testing.T) {
 	}
 	fallback := func(from string) string {
 		m := &wire.Msg{Kind: wire.KindForward, ID: 1, From: from, Slot: slot, Epoch: 2, Args: get, Fallback: true}
-		return string(a.rep.handleForward(ctx, m).Reply)
+		return string(a.rep.handleForward(ctx, m, &carries{}).Reply)
 	}
 	if got := fallback("B"); !strings.HasPrefix(got, "-TRYAGAIN ") {
 		t.Fatalf("fallback read asked by B, which is not the slot's primary: %q", got)

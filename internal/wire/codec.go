@@ -17,7 +17,7 @@ import (
 // (a newer sender) and ignores them.
 
 const (
-	msgFields   = 17
+	msgFields   = 18
 	minFields   = 14 // before States, Fallback and Marks
 	entryFields = 7
 )
@@ -70,6 +70,7 @@ func (m *Msg) appendBody(b []byte) []byte {
 	for _, x := range m.Marks {
 		b = appendUint(b, x)
 	}
+	b = appendBin(b, m.ValueArgs)
 	return b
 }
 
@@ -223,6 +224,9 @@ func (m *Msg) decode(b []byte) error {
 				m.Marks[i] = d.uint(math.MaxUint64)
 			}
 		}
+	}
+	if n >= 18 {
+		m.ValueArgs = d.bytes()
 	}
 	for ; d.err == nil && n > msgFields; n-- {
 		d.skip()

@@ -113,6 +113,10 @@ type Msg struct {
 	// receiver's that is no newer and was not sent is one the sender no
 	// longer has (see replication's catch-up).
 	Marks []uint64
+	// ValueArgs, in the Reply to a Forward, has one byte per entry of
+	// Entries: 0, or i+1 when the entry's Value was left out because it
+	// equals the forward's Args[i], which the forwarding node still has.
+	ValueArgs []byte
 }
 
 // Bits of Msg.States.

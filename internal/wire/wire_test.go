@@ -249,7 +249,7 @@ func TestMsgpackCompat(t *testing.T) {
 	m := &Msg{Kind: KindReplicate, ID: 1 << 40, Epoch: 300, From: "node-1", Slot: 16383, Slots: []uint16{1, 2},
 		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: bytes.Repeat([]byte("v"), 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
 		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}, Fallback: true,
-		Marks: []uint64{4, 1 << 40}}
+		Marks: []uint64{4, 1 << 40}, ValueArgs: []byte{3}}
 	frame, err := AppendFrame(nil, m)
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +271,7 @@ func TestMsgpackCompat(t *testing.T) {
 		int64(Version), int64(KindReplicate), uint64(1 << 40), int64(300), "node-1", int64(16383), []any{int64(1), uint16(2)},
 		[][]byte{[]byte("SET"), {}}, nil,
 		[]any{[]any{"k", int32(1), m.Entries[0].Value, int64(-5), int64(70000), uint64(1 << 33), true}},
-		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete}, true, []any{int8(4), uint64(1 << 40)},
+		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete}, true, []any{int8(4), uint64(1 << 40)}, []byte{3},
 		map[string]any{"a field": "from a newer sender"},
 	})
 	if err != nil {
