@@ -547,6 +547,15 @@ func TestLeaderLeaves(t *testing.T) {
 // other through gossip, elect a leader and record the new addresses; no
 // node bootstraps again.
 func TestFullRestartNewAddresses(t *testing.T) {
+	if raceDetector {
+		// hashicorp/raft (v1.7.3, v1.8.0) reads a follower's Server
+		// without its lock after each append (updateLastAppended) while
+		// the leader rewrites it under the lock when the follower's
+		// address changes, which is what this test does. The race
+		// detector flags that (rarely); .ci/run runs this test again
+		// without it.
+		t.Skip("raft's unlocked read of a peer whose address changed trips the race detector; run without -race")
+	}
 	log := testLogger(t)
 	specs := []*spec{newSpec(t, "p1", true), newSpec(t, "p2", true), newSpec(t, "p3", true)}
 	join := joinList(specs)

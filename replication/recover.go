@@ -16,9 +16,9 @@ import (
 // KV.Recover).
 const recoverWindow = 2 * time.Minute
 
-// recoverAsk bounds each question to a hinted node: a miss costs a
-// client at most this much more.
-const recoverAsk = 250 * time.Millisecond
+// defaultRecoverAsk bounds each question to a hinted node: a miss costs
+// a client at most this much more.
+const defaultRecoverAsk = 250 * time.Millisecond
 
 // Recover is called by a primary that has no live stash under key, for a
 // stash whose tag names hint as the node that minted it. While a slot
@@ -102,7 +102,7 @@ func hinted(t, prev *ring.Table, hint uint32, self ring.NodeID) []ring.NodeID {
 
 // lookupAt asks node id what it holds for key in slot: nil when nothing.
 func (r *Replicator) lookupAt(ctx context.Context, id ring.NodeID, slot uint16, key string) (*wire.Entry, error) {
-	ctx, cancel := context.WithTimeout(ctx, recoverAsk)
+	ctx, cancel := context.WithTimeout(ctx, r.recoverAsk)
 	defer cancel()
 	rep, err := r.peer(id).call(ctx, &wire.Msg{Kind: wire.KindLookup, Slot: slot, Args: [][]byte{[]byte(key)}})
 	if err != nil {

@@ -42,6 +42,9 @@ func TestRecoverFromHintedNode(t *testing.T) {
 		return ok
 	}
 	hintC := tag.HintFor("C")
+	// A loaded test machine can take longer than the production bound
+	// to answer; set before any Recover runs.
+	b.rep.recoverAsk, a.rep.recoverAsk = 10*time.Second, 10*time.Second
 
 	// Adopted, and replicated to the other backup.
 	onlyAtC(keys[0], storage.Stash{Value: "v0"})

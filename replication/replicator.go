@@ -187,6 +187,8 @@ type Replicator struct {
 	Recovered atomic.Int64
 	// tableAt: when the current table was applied (Unix ns).
 	tableAt atomic.Int64
+	// recoverAsk bounds each question Recover asks a hinted node.
+	recoverAsk time.Duration
 	// ServedBytes counts key and value bytes this node streamed to peers
 	// fetching slots from it.
 	ServedBytes atomic.Int64
@@ -223,6 +225,8 @@ func New(cfg Config) (*Replicator, error) {
 		peers: make(map[ring.NodeID]*peer),
 		stop:  make(chan struct{}),
 		conns: make(map[net.Conn]struct{}),
+
+		recoverAsk: defaultRecoverAsk,
 	}
 	if err := r.initLost(); err != nil {
 		return nil, err
