@@ -144,7 +144,8 @@ func (r *Replicator) sweepCarries(ctx context.Context, cs *carries) {
 // takeCarry decides, in replicate, whether the change's copy for the
 // forwarding node goes in the forward's reply: it does when ctx carries
 // a carry for this slot and table and that node is among backups, which
-// it is removed from. It reports whether it took the copy.
+// it is removed from. It returns that carry, or nil: the copy goes the
+// usual way.
 func (r *Replicator) takeCarry(ctx context.Context, t *ring.Table, slot uint16, backups *[]ring.NodeID) *carry {
 	c := carryFrom(ctx)
 	if c == nil || c.slot != slot || c.t != t {

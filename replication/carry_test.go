@@ -2,6 +2,7 @@ package replication
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -54,9 +55,38 @@ func TestForwardedWriteCarriesCopy(t *testing.T) {
 	if n := a.rep.Uncarried.Load(); n != 0 {
 		t.Fatalf("A re-sent %d carried copies, want 0", n)
 	}
-	// A forward from a node that is not a replica carries nothing: with
-	// four nodes and three replicas, D forwards for slots it does not
-	// hold; that path is the plain one (covered by TestForward).
+}
+
+// TestForwardFromNonReplicaCarriesNothing: a node that is not one of the
+// slot's replicas gets no copy in the reply; the backups get theirs the
+// usual way.
+func TestForwardFromNonReplicaCarriesNothing(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{Nodes: []ring.NodeID{"A", "B", "C", "D"}})
+	a, d := tn.node("A"), tn.node("D")
+	ctx := context.Background()
+	k := keysWith(t, tb, "nr", 1, func(reps []ring.NodeID) bool {
+		return reps[0] == "A" && !slices.Contains(reps, "D")
+	})[0]
+	rep, err := d.rep.Forward(ctx, ring.Slot(k), 2, cmd("SET", k, "plain"))
+	if err != nil || string(rep) != "+OK\r\n" {
+		t.Fatalf("forwarded SET: %q %v", rep, err)
+	}
+	if _, ok := d.lookup(k); ok {
+		t.Fatal("a node that is not a replica kept a copy")
+	}
+	if n := a.rep.Carried.Load(); n != 0 {
+		t.Fatalf("A carried %d copies for a non-replica", n)
+	}
+	reps := tb.Replicas(ring.Slot(k))
+	waitFor(t, 2*time.Second, "both backups to hold the write", func() bool {
+		for _, id := range reps[1:] {
+			if st, ok := tn.node(id).lookup(k); !ok || st.Value != "plain" {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // TestCarryUnconfirmed: a carried copy the forwarding node never

@@ -33,7 +33,7 @@ func TestRecoverFromHintedNode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recover := func(n *testNode, key string, hint uint32) bool {
+	recovered := func(n *testNode, key string, hint uint32) bool {
 		t.Helper()
 		ok, err := n.kv.Recover(ctx, ring.Slot(key), key, hint)
 		if err != nil {
@@ -48,7 +48,7 @@ func TestRecoverFromHintedNode(t *testing.T) {
 
 	// Adopted, and replicated to the other backup.
 	onlyAtC(keys[0], storage.Stash{Value: "v0"})
-	if !recover(b, keys[0], hintC) {
+	if !recovered(b, keys[0], hintC) {
 		t.Fatal("the primary did not recover a copy held by the hinted node")
 	}
 	if st, ok := b.lookup(keys[0]); !ok || st.Value != "v0" || st.Deleted {
@@ -64,11 +64,11 @@ func TestRecoverFromHintedNode(t *testing.T) {
 
 	// The hint names no member, or this node.
 	onlyAtC(keys[1], storage.Stash{Value: "v1"})
-	if recover(b, keys[1], tag.HintFor("Z")) || recover(b, keys[1], tag.HintFor("B")) || recover(b, keys[1], 0) {
+	if recovered(b, keys[1], tag.HintFor("Z")) || recovered(b, keys[1], tag.HintFor("B")) || recovered(b, keys[1], 0) {
 		t.Fatal("recovered through a hint that names no other member")
 	}
 	// Not the primary: a backup never adopts.
-	if recover(a, keys[1], hintC) {
+	if recovered(a, keys[1], hintC) {
 		t.Fatal("a backup recovered a stash")
 	}
 	// The primary's own tombstone is authoritative.
@@ -79,13 +79,13 @@ func TestRecoverFromHintedNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	onlyAtC(keys[1], storage.Stash{Value: "v1"}) // newer than the delete, only at C
-	if recover(b, keys[1], hintC) {
+	if recovered(b, keys[1], hintC) {
 		t.Fatal("recovered a stash the primary holds a tombstone for")
 	}
 	// The hinted node's tombstone or expired copy: nothing to bring back.
 	onlyAtC(keys[2], storage.Stash{Deleted: true})
 	onlyAtC(keys[3], storage.Stash{Value: "v3", ExpireAt: time.Now().Add(-time.Second).UnixMilli()})
-	if recover(b, keys[2], hintC) || recover(b, keys[3], hintC) {
+	if recovered(b, keys[2], hintC) || recovered(b, keys[3], hintC) {
 		t.Fatal("recovered a stash deleted or expired at the hinted node")
 	}
 	if _, ok := b.lookup(keys[2]); ok {
@@ -94,7 +94,7 @@ func TestRecoverFromHintedNode(t *testing.T) {
 	// Long after the table change, a miss is a miss.
 	onlyAtC(keys[4], storage.Stash{Value: "v4"})
 	b.rep.tableAt.Store(time.Now().Add(-recoverWindow - time.Second).UnixNano())
-	if recover(b, keys[4], hintC) {
+	if recovered(b, keys[4], hintC) {
 		t.Fatal("recovered outside the window after a table change")
 	}
 	if b.rep.Recovered.Load() != 1 {

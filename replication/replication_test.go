@@ -525,13 +525,7 @@ func TestForward(t *testing.T) {
 	ctx := context.Background()
 	k := keysWith(t, tb, "fw", 1, primaryIs("A"))[0]
 	slot := ring.Slot(k)
-	args := func(s ...string) [][]byte {
-		out := make([][]byte, len(s))
-		for i, x := range s {
-			out[i] = []byte(x)
-		}
-		return out
-	}
+	args := cmd
 	if d := b.rep.Route(slot, true, false); d.Local || d.Primary != "A" || d.Err != "" {
 		t.Fatalf("Route on B: %+v, want primary A", d)
 	}
