@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -171,11 +170,11 @@ func valueArgs(entries []wire.Entry, args [][]byte) []byte {
 			continue
 		}
 		for j := 1; j < len(args) && j < 255; j++ {
-			if bytes.Equal(args[j], e.Value) {
+			if string(args[j]) == e.Value {
 				if refs == nil {
 					refs = make([]byte, len(entries))
 				}
-				refs[i], e.Value = byte(j+1), nil
+				refs[i], e.Value = byte(j+1), ""
 				break
 			}
 		}
@@ -198,7 +197,7 @@ func fillValues(entries []wire.Entry, refs []byte, args [][]byte) error {
 		if int(ref) > len(args) {
 			return fmt.Errorf("value reference %d past %d arguments", ref, len(args))
 		}
-		entries[i].Value = args[ref-1]
+		entries[i].Value = string(args[ref-1])
 	}
 	return nil
 }

@@ -109,7 +109,7 @@ func TestCarryUnconfirmed(t *testing.T) {
 			t.Fatalf("reply to a forward from a backup: %+v", rep)
 		}
 		// The value is the forward's third argument: not sent back.
-		if rep.Entries[0].Value != nil || len(rep.ValueArgs) != 1 || rep.ValueArgs[0] != 3 {
+		if rep.Entries[0].Value != "" || len(rep.ValueArgs) != 1 || rep.ValueArgs[0] != 3 {
 			t.Fatalf("carried value not left out: %q, refs %v", rep.Entries[0].Value, rep.ValueArgs)
 		}
 		return rep

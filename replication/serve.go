@@ -257,14 +257,14 @@ func (r *Replicator) handleFetch(ctx context.Context, m *wire.Msg, reply func(*w
 
 func toEntry(st storage.Stash) wire.Entry {
 	return wire.Entry{
-		Key: st.Key, Kind: uint8(st.Kind), Value: []byte(st.Value), ExpireAt: st.ExpireAt,
+		Key: st.Key, Kind: uint8(st.Kind), Value: st.Value, ExpireAt: st.ExpireAt,
 		Epoch: st.Version.Epoch, Seq: st.Version.Seq, Deleted: st.Deleted,
 	}
 }
 
 func fromEntry(e wire.Entry) storage.Stash {
 	return storage.Stash{
-		Key: e.Key, Kind: storage.Kind(e.Kind), Value: string(e.Value), ExpireAt: e.ExpireAt,
+		Key: e.Key, Kind: storage.Kind(e.Kind), Value: e.Value, ExpireAt: e.ExpireAt,
 		Version: storage.Version{Epoch: e.Epoch, Seq: e.Seq}, Deleted: e.Deleted,
 	}
 }

@@ -51,7 +51,7 @@ func (m *Msg) appendBody(b []byte) []byte {
 		b = appendArrayLen(b, entryFields)
 		b = appendStr(b, x.Key)
 		b = appendUint(b, uint64(x.Kind))
-		b = appendBin(b, x.Value)
+		b = appendBinStr(b, x.Value)
 		b = appendInt(b, x.ExpireAt)
 		b = appendUint(b, uint64(x.Epoch))
 		b = appendUint(b, x.Seq)
@@ -134,6 +134,12 @@ func appendBin(b []byte, p []byte) []byte {
 	return append(appendLen(b, len(p), 0xc4, 0xc5, 0xc6), p...)
 }
 
+// appendBinStr encodes s as bin (a value is bytes, not text), "" as an
+// empty bin.
+func appendBinStr(b []byte, s string) []byte {
+	return append(appendLen(b, len(s), 0xc4, 0xc5, 0xc6), s...)
+}
+
 // appendLen appends a str or bin header: code c8, c16 or c32 (by the
 // length's width) and the length n.
 func appendLen(b []byte, n int, c8, c16, c32 byte) []byte {
@@ -192,7 +198,7 @@ func (m *Msg) decode(b []byte) error {
 			}
 			x.Key = d.str()
 			x.Kind = uint8(d.uint(0xff))
-			x.Value = d.bytes()
+			x.Value = d.str()
 			x.ExpireAt = d.int()
 			x.Epoch = uint32(d.uint(math.MaxUint32))
 			x.Seq = d.uint(math.MaxUint64)

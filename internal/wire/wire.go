@@ -77,7 +77,7 @@ func (k Kind) String() string {
 type Entry struct {
 	Key      string
 	Kind     uint8
-	Value    []byte
+	Value    string // a string, as the store keeps it: no copy either way
 	ExpireAt int64
 	Epoch    uint32
 	Seq      uint64
@@ -171,15 +171,34 @@ func NewReader(r io.Reader) *Reader {
 
 // Read reads the next frame into a new Msg. io.EOF means the peer closed
 // between frames.
+//
+// A frame that fits in the read buffer is decoded where it lies (Decode
+// copies what it keeps); a larger one is first read whole into r.buf.
 func (r *Reader) Read() (*Msg, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r.br, hdr[:]); err != nil {
+	hdr, err := r.br.Peek(4)
+	if err != nil {
+		if len(hdr) > 0 && errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
+	n := binary.BigEndian.Uint32(hdr)
 	if n > MaxFrame {
 		return nil, fmt.Errorf("%w: %d bytes", ErrFrameTooLarge, n)
 	}
+	if 4+int(n) <= r.br.Size() {
+		b, err := r.br.Peek(4 + int(n))
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		m, err := Decode(b[4:])
+		r.br.Discard(4 + int(n))
+		return m, err
+	}
+	r.br.Discard(4)
 	if cap(r.buf) < int(n) {
 		r.buf = make([]byte, n)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -17,7 +18,7 @@ func TestRoundTrip(t *testing.T) {
 		{Kind: KindForward, ID: 1, Epoch: 7, From: "n1", Slot: 12182, Args: [][]byte{[]byte("SET"), []byte("foo"), {0, 1, 2}}},
 		{Kind: KindReply, ID: 1, Reply: []byte("+OK\r\n")},
 		{Kind: KindReplicate, ID: 2, Epoch: 9, Slot: 5, Entries: []Entry{
-			{Key: "a", Kind: 1, Value: []byte("x"), ExpireAt: 1700000000000, Epoch: 9, Seq: 41},
+			{Key: "a", Kind: 1, Value: "x", ExpireAt: 1700000000000, Epoch: 9, Seq: 41},
 			{Key: "b", Epoch: 9, Seq: 42, Deleted: true},
 		}},
 		{Kind: KindAck, ID: 2, Err: "STALE epoch 8 < 9"},
@@ -25,6 +26,10 @@ func TestRoundTrip(t *testing.T) {
 		{Kind: KindDigests, ID: 3, Digests: []uint64{0, ^uint64(0)}, States: []byte{SlotComplete, SlotLost}},
 		{Kind: KindEntries, ID: 4, Last: true},
 		{Kind: KindForward, ID: 5, Epoch: 3, Slot: 9, Args: [][]byte{[]byte("GET"), []byte("k")}, Fallback: true},
+		// Larger than the reader's buffer: read whole before decoding,
+		// unlike the frames around it.
+		{Kind: KindEntries, ID: 6, Entries: []Entry{{Key: "big", Kind: 1, Value: strings.Repeat("b", 200<<10), Seq: 1}}},
+		{Kind: KindAck, ID: 7},
 	}
 	var buf bytes.Buffer
 	w := NewWriter(&buf)
@@ -74,6 +79,8 @@ func TestRejects(t *testing.T) {
 		"too few":       {frame(tooFew), ErrBadFrame},
 		"huge string":   {frame(hugeString), ErrBadFrame},
 		"torn body":     {frame([]byte{1, 2, 3})[:5], io.ErrUnexpectedEOF},
+		"torn header":   {[]byte{0, 0}, io.ErrUnexpectedEOF},
+		"torn big body": {frame(make([]byte, 100<<10))[:70<<10], io.ErrUnexpectedEOF},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -90,7 +97,7 @@ func TestRejects(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	for _, m := range []*Msg{
 		{V: Version, Kind: KindForward, Args: [][]byte{[]byte("GET"), []byte("k")}},
-		{V: Version, Kind: KindReplicate, Entries: []Entry{{Key: "k", Value: []byte("v"), Seq: 3}}},
+		{V: Version, Kind: KindReplicate, Entries: []Entry{{Key: "k", Value: "v", Seq: 3}}},
 	} {
 		f.Add(m.appendBody(nil))
 	}
@@ -136,12 +143,6 @@ func normalize(m *Msg) *Msg {
 	if len(c.Entries) == 0 {
 		c.Entries = nil
 	}
-	c.Entries = append([]Entry(nil), c.Entries...)
-	for i := range c.Entries {
-		if len(c.Entries[i].Value) == 0 {
-			c.Entries[i].Value = nil
-		}
-	}
 	if len(c.Digests) == 0 {
 		c.Digests = nil
 	}
@@ -149,7 +150,7 @@ func normalize(m *Msg) *Msg {
 }
 
 func BenchmarkWriteRead(b *testing.B) {
-	m := &Msg{Kind: KindReplicate, ID: 1, Epoch: 3, Slot: 77, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: bytes.Repeat([]byte("v"), 1024), ExpireAt: 1, Epoch: 3, Seq: 99}}}
+	m := &Msg{Kind: KindReplicate, ID: 1, Epoch: 3, Slot: 77, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: strings.Repeat("v", 1024), ExpireAt: 1, Epoch: 3, Seq: 99}}}
 	pr, pw := io.Pipe()
 	w := NewWriter(pw)
 	r := NewReader(pr)
@@ -224,7 +225,7 @@ func TestReadyOnlyForWholeBufferedFrames(t *testing.T) {
 // BenchmarkCodec encodes and decodes one replicated 1 KiB write and its
 // ack: the frames every acknowledged write costs.
 func BenchmarkCodec(b *testing.B) {
-	m := &Msg{Kind: KindReplicate, ID: 123456, Epoch: 3, From: "node-1", Slot: 7777, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: bytes.Repeat([]byte("v"), 1024), ExpireAt: 1790000000000, Epoch: 3, Seq: 991234}}}
+	m := &Msg{Kind: KindReplicate, ID: 123456, Epoch: 3, From: "node-1", Slot: 7777, Entries: []Entry{{Key: "stash:abcdefghijklmnopqrstuv", Kind: 1, Value: strings.Repeat("v", 1024), ExpireAt: 1790000000000, Epoch: 3, Seq: 991234}}}
 	ack := &Msg{Kind: KindAck, ID: 123456, From: "node-2"}
 	var buf []byte
 	b.ReportAllocs()
@@ -247,7 +248,7 @@ func BenchmarkCodec(b *testing.B) {
 // writes with its own choice of integer widths.
 func TestMsgpackCompat(t *testing.T) {
 	m := &Msg{Kind: KindReplicate, ID: 1 << 40, Epoch: 300, From: "node-1", Slot: 16383, Slots: []uint16{1, 2},
-		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: bytes.Repeat([]byte("v"), 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
+		Args: [][]byte{[]byte("SET"), {}}, Entries: []Entry{{Key: "k", Kind: 1, Value: strings.Repeat("v", 300), ExpireAt: -5, Epoch: 70000, Seq: 1 << 33, Deleted: true}},
 		Digests: []uint64{^uint64(0)}, Last: true, Err: string(bytes.Repeat([]byte("e"), 40)), Proto: 3, States: []byte{SlotComplete}, Fallback: true,
 		Marks: []uint64{4, 1 << 40}, ValueArgs: []byte{3}}
 	frame, err := AppendFrame(nil, m)
@@ -262,7 +263,7 @@ func TestMsgpackCompat(t *testing.T) {
 		t.Fatalf("msgpack decoder read %d fields: %v", len(fields), fields)
 	}
 	entry := fields[9].([]any)[0].([]any)
-	if entry[0] != "k" || !bytes.Equal(entry[2].([]byte), m.Entries[0].Value) || fmt.Sprint(entry[3]) != "-5" || fmt.Sprint(entry[5]) != "8589934592" || entry[6] != true {
+	if entry[0] != "k" || string(entry[2].([]byte)) != m.Entries[0].Value || fmt.Sprint(entry[3]) != "-5" || fmt.Sprint(entry[5]) != "8589934592" || entry[6] != true {
 		t.Fatalf("entry as a msgpack decoder reads it: %v", entry)
 	}
 
@@ -270,7 +271,7 @@ func TestMsgpackCompat(t *testing.T) {
 	body, err := msgpack.Marshal([]any{
 		int64(Version), int64(KindReplicate), uint64(1 << 40), int64(300), "node-1", int64(16383), []any{int64(1), uint16(2)},
 		[][]byte{[]byte("SET"), {}}, nil,
-		[]any{[]any{"k", int32(1), m.Entries[0].Value, int64(-5), int64(70000), uint64(1 << 33), true}},
+		[]any{[]any{"k", int32(1), []byte(m.Entries[0].Value), int64(-5), int64(70000), uint64(1 << 33), true}},
 		[]uint64{^uint64(0)}, true, m.Err, int16(3), []byte{SlotComplete}, true, []any{int8(4), uint64(1 << 40)}, []byte{3},
 		map[string]any{"a field": "from a newer sender"},
 	})
