@@ -12,7 +12,10 @@
 #
 # KEYSPACE=N adds -r N (keys spread over slots and so over primaries);
 # unset, redis-benchmark reuses one key, whose slot has one primary that
-# the node under test may or may not be. The cluster is measured twice:
+# the node under test may or may not be. With many keys, each node's
+# checkpoints (every 128 MiB of log) rewrite the working set: use enough
+# requests that the single node checkpoints too, or the comparison
+# flatters it. The cluster is measured twice:
 # "cluster" sends every request to one node, which forwards what it is
 # not primary for; "routed" runs redis-benchmark --cluster, which sends
 # each request to its slot's primary, as a cluster-aware client
