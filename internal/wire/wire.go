@@ -77,7 +77,7 @@ func (k Kind) String() string {
 type Entry struct {
 	Key      string
 	Kind     uint8
-	Value    string // a string, as the store keeps it: no copy either way
+	Value    string // as the store keeps it: no conversion copies it on the way in or out
 	ExpireAt int64
 	Epoch    uint32
 	Seq      uint64
