@@ -46,9 +46,16 @@ func (f *frameWriter) send(m *wire.Msg) error {
 // queue adds m without writing it: a later flush (or a flush already
 // under way) sends it.
 func (f *frameWriter) queue(m *wire.Msg) error {
+	_, err := f.queueLen(m)
+	return err
+}
+
+// queueLen is queue that also returns how many bytes are now queued.
+func (f *frameWriter) queueLen(m *wire.Msg) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.add(m)
+	err := f.add(m)
+	return len(f.buf), err
 }
 
 // flush writes whatever is queued, unless another goroutine is already

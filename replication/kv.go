@@ -191,6 +191,15 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 	// one per backup, failures included).
 	replies := make(chan *wire.Msg, len(backups))
 	entry := []wire.Entry{toEntry(st)}
+	got := 1
+	if cr != nil {
+		got++ // counted now; the client is answered only once it holds it
+	}
+	// The first connected backups, as many as W still needs, get the
+	// copy at once; the others lazily (see lazyFlush), unless one of the
+	// first fails.
+	eager := w - got
+	var lazy []*peerConn
 	sent := 0
 	for _, id := range backups {
 		m := &wire.Msg{Kind: wire.KindReplicate, Epoch: t.Epoch(), Slot: slot, Entries: entry}
@@ -214,18 +223,19 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 			}()
 			continue
 		}
-		c, err := p.start(ctx, m, replies)
+		c, err := p.startHow(ctx, m, replies, eager <= 0)
 		if err == nil {
 			sent++
 			defer c.forget(m.ID)
+			if eager <= 0 {
+				lazy = append(lazy, c)
+			}
+			eager--
 		} else {
 			r.missed(id, slot)
 		}
 	}
-	got, answered := 1, 0
-	if cr != nil {
-		got++ // counted now; the client is answered only once it holds it
-	}
+	answered := 0
 	var heard []string
 	for got < w && answered < sent {
 		select {
@@ -234,8 +244,14 @@ func (r *Replicator) replicate(ctx context.Context, t *ring.Table, slot uint16, 
 			heard = append(heard, rep.From)
 			if !gone(rep) && rep.Err == "" {
 				got++
-			} else if rep.From != "" {
-				r.missed(ring.NodeID(rep.From), slot)
+			} else {
+				if rep.From != "" {
+					r.missed(ring.NodeID(rep.From), slot)
+				}
+				for _, c := range lazy {
+					c.flushLazy() // needed now
+				}
+				lazy = nil
 			}
 		case <-timeout:
 			answered = sent

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/stashcluster/stash/internal/wire"
@@ -39,6 +40,8 @@ type peerConn struct {
 	nc   net.Conn
 	fw   *frameWriter
 	done chan struct{} // closed when the connection is finished
+
+	lazyArmed atomic.Bool // a flushLazy is due
 
 	mu    sync.Mutex
 	calls map[uint64]chan *wire.Msg
@@ -207,9 +210,24 @@ func (c *peerConn) readLoop() {
 	}
 }
 
-// send registers ch for m's replies and queues m. ch must have room for
+// send registers ch for m's replies and sends m. ch must have room for
 // every reply the caller awaits on it.
 func (c *peerConn) send(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) error {
+	return c.sendHow(ctx, m, ch, false)
+}
+
+// Copies beyond the ones a write needs for its quorum (the second backup
+// when W is 2 of 3) are not on the write's path: they are queued and go
+// out with the next frame written on their connection, or lazyFlush
+// later, or once lazyBytes are queued. A backup then gets them in a few
+// large writes instead of one small write (and one wakeup) each.
+const (
+	lazyFlush = time.Millisecond
+	lazyBytes = 64 << 10
+)
+
+// sendHow is send; lazy queues m as described at lazyFlush.
+func (c *peerConn) sendHow(ctx context.Context, m *wire.Msg, ch chan *wire.Msg, lazy bool) error {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -221,12 +239,33 @@ func (c *peerConn) send(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) err
 		c.forget(m.ID)
 		return err
 	}
-	if err := c.fw.send(m); err != nil {
+	var err error
+	if !lazy {
+		err = c.fw.send(m)
+	} else {
+		var queued int
+		if queued, err = c.fw.queueLen(m); err == nil {
+			if queued >= lazyBytes {
+				err = c.fw.flush()
+			} else if c.lazyArmed.CompareAndSwap(false, true) {
+				time.AfterFunc(lazyFlush, c.flushLazy)
+			}
+		}
+	}
+	if err != nil {
 		c.forget(m.ID)
 		c.fail(err)
 		return err
 	}
 	return nil
+}
+
+// flushLazy writes what sendHow queued lazily, at once.
+func (c *peerConn) flushLazy() {
+	c.lazyArmed.Store(false)
+	if err := c.fw.flush(); err != nil {
+		c.fail(err)
+	}
 }
 
 func (c *peerConn) forget(id uint64) {
@@ -240,13 +279,18 @@ func (c *peerConn) forget(id uint64) {
 // start sends m to the peer without waiting; its reply (or a stand-in for
 // which gone is true) arrives on ch. An error means m was not sent.
 func (p *peer) start(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) (*peerConn, error) {
+	return p.startHow(ctx, m, ch, false)
+}
+
+// startHow is start; lazy queues m (see lazyFlush).
+func (p *peer) startHow(ctx context.Context, m *wire.Msg, ch chan *wire.Msg, lazy bool) (*peerConn, error) {
 	c, err := p.get(ctx)
 	if err != nil {
 		return nil, err
 	}
 	m.ID = p.r.id()
 	m.From = string(p.r.cfg.Self)
-	return c, c.send(ctx, m, ch)
+	return c, c.sendHow(ctx, m, ch, lazy)
 }
 
 // errNoAnswer: a call's deadline passed without a reply on a stream that

@@ -87,6 +87,57 @@ func TestWriteWithOneBackupPartitioned(t *testing.T) {
 	}
 }
 
+// TestLazyCopy: with W = 2 of 3, the primary sends the copy W needs at
+// once and queues the other (see lazyFlush). The queued copy still
+// reaches its backup with nothing else sent after it, and when the
+// backup sent the first copy is slow, the queued copy completes the
+// quorum instead of the write waiting for the slow one.
+func TestLazyCopy(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{})
+	a, b := tn.node("A"), tn.node("B")
+	ctx := context.Background()
+	// Replicas A, B, C in this order: B gets the first copy, C the lazy one.
+	keys := keysWith(t, tb, "z", 10, primaryIs("A", "B", "C"))
+	allCopies := func(k string) {
+		t.Helper()
+		want, _ := a.lookup(k)
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			n, who := copiesOf(tn, tb, k, want)
+			if n == 3 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("key %s: %d copies (%v) of %+v 2 s after the write; the queued copy never went", k, n, who, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for _, k := range keys[:5] {
+		if err := a.set(ctx, k, "quiet"); err != nil {
+			t.Fatalf("set %s: %v", k, err)
+		}
+		allCopies(k)
+	}
+
+	const slow = 700 * time.Millisecond // below the 1 s replication timeout
+	b.slowDown(slow)
+	for _, k := range keys[5:] {
+		t0 := time.Now()
+		if err := a.set(ctx, k, "b-slow"); err != nil {
+			t.Fatalf("set %s with B slow: %v", k, err)
+		}
+		if d := time.Since(t0); d >= slow {
+			t.Fatalf("set %s took %v with B answering after %v: it waited for B instead of C's queued copy", k, d, slow)
+		}
+		allCopies(k)
+	}
+	if n := a.rep.NoQuorum.Load(); n != 0 {
+		t.Fatalf("NoQuorum = %d, want 0", n)
+	}
+}
+
 // TestNoQuorum: with both backups unreachable a write fails with
 // ErrNoQuorum, promptly when they refuse and after about Config.Timeout
 // when they do not answer; the write is on the primary only; a concurrent
