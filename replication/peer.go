@@ -243,19 +243,28 @@ func (c *peerConn) sendHow(ctx context.Context, m *wire.Msg, ch chan *wire.Msg, 
 	if !lazy {
 		err = c.fw.send(m)
 	} else {
-		var queued int
-		if queued, err = c.fw.queueLen(m); err == nil {
-			if queued >= lazyBytes {
-				err = c.fw.flush()
-			} else if c.lazyArmed.CompareAndSwap(false, true) {
-				time.AfterFunc(lazyFlush, c.flushLazy)
-			}
-		}
+		err = c.queueLazy(m)
 	}
 	if err != nil {
 		c.forget(m.ID)
 		c.fail(err)
 		return err
+	}
+	return nil
+}
+
+// queueLazy queues m to go out as sendHow's lazy frames do. An error
+// means the connection failed: the caller fails it.
+func (c *peerConn) queueLazy(m *wire.Msg) error {
+	queued, err := c.fw.queueLen(m)
+	if err != nil {
+		return err
+	}
+	if queued >= lazyBytes {
+		return c.fw.flush()
+	}
+	if c.lazyArmed.CompareAndSwap(false, true) {
+		time.AfterFunc(lazyFlush, c.flushLazy)
 	}
 	return nil
 }

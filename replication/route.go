@@ -150,7 +150,10 @@ func (r *Replicator) Forward(ctx context.Context, slot uint16, proto int, args [
 		} else {
 			ack = r.handleReplicate(ctx, &wire.Msg{Kind: wire.KindReplicate, ID: rep.ID, Epoch: rep.Epoch, From: rep.From, Slot: slot, Entries: rep.Entries})
 		}
-		if err := pc.fw.send(ack); err != nil {
+		// The confirmation only releases the keys' pending marks at the
+		// primary: it goes lazily, mostly with the next forward on the
+		// stream, which it precedes there.
+		if err := pc.queueLazy(ack); err != nil {
 			pc.fail(err)
 		}
 		if ack.Err != "" {
