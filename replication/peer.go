@@ -220,7 +220,9 @@ func (c *peerConn) send(ctx context.Context, m *wire.Msg, ch chan *wire.Msg) err
 // when W is 2 of 3) are not on the write's path: they are queued and go
 // out with the next frame written on their connection, or lazyFlush
 // later, or once lazyBytes are queued. A backup then gets them in a few
-// large writes instead of one small write (and one wakeup) each.
+// large writes instead of one small write (and one wakeup) each. A
+// forwarding node's confirmation of its carried copy goes the same way
+// (queueLazy).
 const (
 	lazyFlush = time.Millisecond
 	lazyBytes = 64 << 10
@@ -269,7 +271,7 @@ func (c *peerConn) queueLazy(m *wire.Msg) error {
 	return nil
 }
 
-// flushLazy writes what sendHow queued lazily, at once.
+// flushLazy writes what queueLazy queued, at once.
 func (c *peerConn) flushLazy() {
 	c.lazyArmed.Store(false)
 	if err := c.fw.flush(); err != nil {
