@@ -215,3 +215,68 @@ func TestClientRoutesStashesToPrimaries(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownHandsLeadershipOver: a member that leads raft and is shut
+// down gracefully hands leadership to another member first, so the
+// others always have a leader (and stay in contact, acknowledging
+// writes) while it goes. Without the hand-over they keep naming the
+// stopped member for a heartbeat timeout and then hold an election.
+func TestShutdownHandsLeadershipOver(t *testing.T) {
+	nodes := openCluster(t, 3)
+	var leader *Node
+	var rest []*Node
+	for _, nd := range nodes {
+		if nd.cl.cn.IsLeader() {
+			leader = nd
+		} else {
+			rest = append(rest, nd)
+		}
+	}
+	if leader == nil || len(rest) != 2 {
+		t.Fatalf("want one leader among 3 members, got leader %v and %d others", leader != nil, len(rest))
+	}
+	old := ring.NodeID(leader.cfg.Name)
+	// Watch the others' contact with the cluster through the shutdown
+	// and a lease beyond it.
+	stop := make(chan struct{})
+	lost := make(chan string, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			for _, nd := range rest {
+				if !nd.cl.cn.InContact() {
+					select {
+					case lost <- nd.cfg.Name:
+					default:
+					}
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	if err := leader.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range rest {
+		if l := nd.cl.cn.Leader(); l == "" || l == old {
+			t.Errorf("%s names leader %q right after %s stopped; want one of the others", nd.cfg.Name, l, old)
+		}
+	}
+	time.Sleep(2 * rest[0].cl.cn.LeaseTimeout())
+	close(stop)
+	wg.Wait()
+	select {
+	case name := <-lost:
+		t.Errorf("%s lost contact with the cluster while the leader shut down", name)
+	default:
+	}
+	if _, err := rest[0].Put(context.Background(), []byte("after"), 0); err != nil {
+		t.Fatalf("put after the leader's shutdown: %v", err)
+	}
+}

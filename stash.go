@@ -509,12 +509,17 @@ func (n *Node) stop(ctx context.Context, how int) error {
 		n.state.Store(stateStopping)
 		var errs []error
 		if graceful && n.cl != nil {
+			// Leadership first: the table changes of the drain are
+			// then committed by the next leader, and the others never
+			// go without one.
+			n.cl.cn.HandOverLeadership()
 			dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
 			n.cl.handOff(dctx)
 			if how == stopLeave {
 				n.cl.depart(dctx)
 			}
 			cancel()
+			n.cl.cn.HandOverLeadership() // in case an election during the drain gave it back
 		}
 		if graceful {
 			n.log.Info("shutting down: finishing in-flight commands")

@@ -567,13 +567,7 @@ func (n *Node) Depart(ctx context.Context) error {
 		return ErrClosed
 	}
 	others := n.ml.NumMembers() > 1
-	if others && n.raft.State() == raft.Leader && n.otherVoter() {
-		if err := n.raft.LeadershipTransfer().Error(); err != nil {
-			n.log.Warn("leadership transfer before leaving failed; will retry", "err", err)
-		} else {
-			n.log.Info("handed leadership over before leaving")
-		}
-	}
+	n.HandOverLeadership() // waitGone retries if this fails
 	n.metaMu.Lock()
 	already := n.self.Leaving
 	n.self.Leaving = true
@@ -590,6 +584,25 @@ func (n *Node) Depart(ctx context.Context) error {
 	}
 	n.ml.UpdateNode(remaining(ctx, n.timing.metaUpdate))
 	return n.waitGone(ctx)
+}
+
+// HandOverLeadership hands raft leadership to another voter if this node
+// leads and another voter is known. A node about to stop on purpose calls
+// it first: gone as leader, it would leave the others to notice, elect,
+// and meanwhile lose contact, so that every primary stops acknowledging
+// writes until a new leader is heard. It returns once the transfer is
+// done or has failed (raft bounds it by the election timeout); a failure
+// is logged and the others then elect as after a crash.
+func (n *Node) HandOverLeadership() {
+	if n.closed.Load() || n.raft.State() != raft.Leader || n.ml.NumMembers() < 2 || !n.otherVoter() {
+		return
+	}
+	start := time.Now()
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Warn("could not hand raft leadership over; the others elect a leader once this node is gone", "err", err)
+		return
+	}
+	n.log.Info("handed raft leadership over", "to", n.Leader(), "took", time.Since(start).Round(time.Millisecond))
 }
 
 // otherVoter reports whether the raft configuration has a voter other
