@@ -1,11 +1,13 @@
 package replication
 
 import (
+	"io"
 	"net"
 	"runtime"
 	"sync"
 	"time"
 
+	"github.com/stashcluster/stash/internal/rawio"
 	"github.com/stashcluster/stash/internal/wire"
 )
 
@@ -17,6 +19,7 @@ import (
 // until it is empty. No goroutine of its own, no channel hand-off.
 type frameWriter struct {
 	nc net.Conn
+	w  io.Writer // nc, through raw system calls where it can
 
 	mu       sync.Mutex
 	buf      []byte
@@ -26,7 +29,8 @@ type frameWriter struct {
 }
 
 func newFrameWriter(nc net.Conn) *frameWriter {
-	return &frameWriter{nc: nc}
+	_, w := rawio.Conn(nc)
+	return &frameWriter{nc: nc, w: w}
 }
 
 // send queues m and flushes: it returns at once if another goroutine is
@@ -96,7 +100,7 @@ func (f *frameWriter) flushLocked() error {
 		f.buf = f.spare[:0]
 		f.mu.Unlock()
 		f.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		_, werr := f.nc.Write(out)
+		_, werr := f.w.Write(out)
 		f.mu.Lock()
 		if cap(out) <= 1<<20 {
 			f.spare = out[:0]

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stashcluster/stash/internal/rawio"
 	"github.com/stashcluster/stash/internal/wire"
 	"github.com/stashcluster/stash/ring"
 )
@@ -186,7 +187,8 @@ func (c *peerConn) fail(err error) {
 func gone(rep *wire.Msg) bool { return rep.Kind == 0 }
 
 func (c *peerConn) readLoop() {
-	rd := wire.NewReader(c.nc)
+	raw, _ := rawio.Conn(c.nc)
+	rd := wire.NewReader(raw)
 	for {
 		m, err := rd.Read()
 		if err != nil {

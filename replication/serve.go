@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/stashcluster/stash/internal/rawio"
 	"github.com/stashcluster/stash/internal/wire"
 	"github.com/stashcluster/stash/ring"
 	"github.com/stashcluster/stash/storage"
@@ -84,7 +85,8 @@ func (r *Replicator) serveConn(nc net.Conn) {
 			fail()
 		}
 	}
-	rd := wire.NewReader(nc)
+	raw, _ := rawio.Conn(nc)
+	rd := wire.NewReader(raw)
 	for {
 		if !rd.Ready() {
 			reply(nil) // about to wait on the connection: send what is queued

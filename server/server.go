@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stashcluster/stash/internal/rawio"
 	"github.com/stashcluster/stash/internal/stashops"
 	"github.com/stashcluster/stash/server/resp"
 	"github.com/stashcluster/stash/storage"
@@ -202,12 +203,13 @@ func (s *RESP) accept(nc net.Conn) {
 		tc.SetKeepAlive(true)
 		tc.SetKeepAlivePeriod(time.Minute)
 	}
+	rawR, rawW := rawio.Conn(nc)
 	c := &client{
 		id:     s.nextID.Add(1),
 		srv:    s,
 		nc:     nc,
-		rd:     resp.NewReader(nc, resp.Limits{MaxRequestBytes: s.cfg.MaxRequestBytes}),
-		wr:     resp.NewWriter(nc),
+		rd:     resp.NewReader(rawR, resp.Limits{MaxRequestBytes: s.cfg.MaxRequestBytes}),
+		wr:     resp.NewWriter(rawW),
 		authed: s.cfg.Password == "",
 		since:  time.Now(),
 		addr:   nc.RemoteAddr().String(),

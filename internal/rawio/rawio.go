@@ -1,0 +1,40 @@
+// Package rawio reads and writes TCP sockets with raw system calls.
+//
+// Go's net package wraps every read and write in the scheduler's
+// "blocking system call" protocol: while one runs, the runtime's monitor
+// may hand the goroutine's processor to another thread, and it polls
+// every 20 µs to find out. A write to a loopback or LAN socket is not
+// blocking, but it is long (the kernel delivers the data within the
+// call), so on a busy node with one processor most writes lose the
+// processor to a new thread, and the monitor never slows its polling:
+// a node that relays each request over a few sockets spends a good part
+// of its CPU on thread switches. The sockets are non-blocking, so a raw
+// call returns at once when it cannot go on; only then does the
+// goroutine wait, through the net package's poller as usual, with the
+// connection's deadlines.
+package rawio
+
+import (
+	"io"
+	"net"
+	"syscall"
+)
+
+// Conn returns a reader and a writer for nc that use raw system calls
+// when nc is a socket that offers them (TCP, Unix), and nc itself
+// otherwise (TLS, in-memory pipes, other systems).
+func Conn(nc net.Conn) (io.Reader, io.Writer) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok || !supported {
+		return nc, nc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nc, nc
+	}
+	return &reader{rc: rc}, &writer{rc: rc}
+}
+
+type reader struct{ rc syscall.RawConn }
+
+type writer struct{ rc syscall.RawConn }
