@@ -13,28 +13,3 @@
 // goroutine wait, through the net package's poller as usual, with the
 // connection's deadlines.
 package rawio
-
-import (
-	"io"
-	"net"
-	"syscall"
-)
-
-// Conn returns a reader and a writer for nc that use raw system calls
-// when nc is a socket that offers them (TCP, Unix), and nc itself
-// otherwise (TLS, in-memory pipes, other systems).
-func Conn(nc net.Conn) (io.Reader, io.Writer) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok || !supported {
-		return nc, nc
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nc, nc
-	}
-	return &reader{rc: rc}, &writer{rc: rc}
-}
-
-type reader struct{ rc syscall.RawConn }
-
-type writer struct{ rc syscall.RawConn }

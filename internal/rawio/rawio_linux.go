@@ -8,7 +8,35 @@ import (
 	"unsafe"
 )
 
-const supported = true
+// Conn returns a reader and a writer for nc that use raw system calls
+// when nc is a socket that offers them (TCP, Unix), and nc itself
+// otherwise (TLS, in-memory pipes).
+func Conn(nc net.Conn) (io.Reader, io.Writer) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nc, nc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nc, nc
+	}
+	return &reader{rc: rc}, &writer{rc: rc}
+}
+
+type reader struct{ rc syscall.RawConn }
+
+type writer struct{ rc syscall.RawConn }
+
+// call makes the read or write system call trap on fd with p, again when
+// a signal interrupts it. p is not empty.
+func call(trap, fd uintptr, p []byte) (uintptr, syscall.Errno) {
+	for {
+		n, _, errno := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		if errno != syscall.EINTR {
+			return n, errno
+		}
+	}
+}
 
 // Read reads what the socket has; with nothing there, it waits for data
 // (or the read deadline) through the poller.
@@ -19,12 +47,8 @@ func (r *reader) Read(p []byte) (int, error) {
 	var n uintptr
 	var errno syscall.Errno
 	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			n, _, errno = syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			if errno != syscall.EINTR {
-				return errno != syscall.EAGAIN
-			}
-		}
+		n, errno = call(syscall.SYS_READ, fd, p)
+		return errno != syscall.EAGAIN
 	})
 	switch {
 	case err != nil:
@@ -45,12 +69,8 @@ func (w *writer) Write(p []byte) (int, error) {
 		var n uintptr
 		var errno syscall.Errno
 		err := w.rc.Write(func(fd uintptr) bool {
-			for {
-				n, _, errno = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[done])), uintptr(len(p)-done))
-				if errno != syscall.EINTR {
-					return errno != syscall.EAGAIN
-				}
-			}
+			n, errno = call(syscall.SYS_WRITE, fd, p[done:])
+			return errno != syscall.EAGAIN
 		})
 		if err != nil {
 			return done, err
