@@ -104,18 +104,18 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("stash: %w", err)
 	}
 
-	metrics := server.NewMetrics(func() (int64, int64, int64) {
+	metrics := server.NewMetrics(func() storage.Stats {
 		if n.store == nil {
-			return 0, 0, 0
+			return storage.Stats{}
 		}
-		st := n.store.Stats()
-		return st.Stashes, st.Bytes, st.Expired
+		return n.store.Stats()
 	})
 	scfg := storage.Config{
-		Fsync:        map[string]storage.Fsync{FsyncAlways: storage.FsyncAlways, FsyncBatch: storage.FsyncBatch, FsyncNever: storage.FsyncNever}[cfg.Fsync],
-		Now:          cfg.Now,
-		Logger:       log.With("part", "storage"),
-		ObserveFsync: metrics.ObserveCommit,
+		Fsync:           map[string]storage.Fsync{FsyncAlways: storage.FsyncAlways, FsyncBatch: storage.FsyncBatch, FsyncNever: storage.FsyncNever}[cfg.Fsync],
+		Now:             cfg.Now,
+		Logger:          log.With("part", "storage"),
+		CheckpointBytes: cfg.CheckpointBytes,
+		ObserveFsync:    metrics.ObserveCommit,
 	}
 	if !cfg.Memory {
 		scfg.Dir = cfg.DataDir

@@ -27,11 +27,12 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg.Join = []string{"127.0.0.1:7946"}
 	cfg.WriteQuorum = 4 // more than Replicas (3)
 	cfg.Replication = "eventually"
+	cfg.CheckpointBytes = 4096
 	err := cfg.Validate()
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, field := range []string{"Name", "Bind", "Port", "Fsync", "MaxValueBytes", "Secret", "WriteQuorum", "Replication"} {
+	for _, field := range []string{"Name", "Bind", "Port", "Fsync", "MaxValueBytes", "Secret", "WriteQuorum", "Replication", "CheckpointBytes"} {
 		if !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not name %s: %v", field, err)
 		}

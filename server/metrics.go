@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stashcluster/stash/storage"
 )
 
 // Metrics holds the node's Prometheus metrics on a registry of its own (no
@@ -19,7 +21,7 @@ type Metrics struct {
 }
 
 // StatsFunc returns the store's current figures; called at scrape time.
-type StatsFunc func() (stashes, bytes, expired int64)
+type StatsFunc func() storage.Stats
 
 // NewMetrics registers the node's metrics. stats is read at scrape time.
 func NewMetrics(stats StatsFunc) *Metrics {
@@ -53,13 +55,26 @@ func NewMetrics(stats StatsFunc) *Metrics {
 	r.MustRegister(m.commands, m.forwarded, m.latency, m.fsync, m.commitN,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if stats != nil {
+		gauge := func(name, help string, v func(storage.Stats) int64) prometheus.Collector {
+			return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(v(stats())) })
+		}
+		counter := func(name, help string, v func(storage.Stats) int64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(stats())) })
+		}
 		r.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stash_stashes", Help: "Stashes held by this node."},
-				func() float64 { n, _, _ := stats(); return float64(n) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stash_bytes", Help: "Key and value bytes held by this node."},
-				func() float64 { _, b, _ := stats(); return float64(b) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stash_expired_total", Help: "Stashes removed by expiry."},
-				func() float64 { _, _, e := stats(); return float64(e) }),
+			gauge("stash_stashes", "Stashes held by this node.", func(s storage.Stats) int64 { return s.Stashes }),
+			gauge("stash_bytes", "Key and value bytes held by this node.", func(s storage.Stats) int64 { return s.Bytes }),
+			counter("stash_expired_total", "Stashes removed by expiry.", func(s storage.Stats) int64 { return s.Expired }),
+			gauge("stash_wal_bytes", "Bytes of write-ahead log a crash now would replay (not yet checkpointed into stash.db).",
+				func(s storage.Stats) int64 { return s.WALBytes }),
+			counter("stash_checkpoints_total", "Checkpoints that moved the write-ahead log into stash.db.",
+				func(s storage.Stats) int64 { return s.Checkpoints }),
+			counter("stash_checkpoint_failures_total", "Checkpoints that failed (retried with the next; the log is kept meanwhile).",
+				func(s storage.Stats) int64 { return s.CheckpointFailed }),
+			counter("stash_write_stalls_total", "Writes held back because the write-ahead log was over twice --checkpoint-bytes.",
+				func(s storage.Stats) int64 { return s.Stalls }),
+			counter("stash_commit_failures_total", "Group commits to the write-ahead log that failed (their writes are retried).",
+				func(s storage.Stats) int64 { return s.Failed }),
 		)
 	}
 	return m

@@ -151,6 +151,7 @@ type options struct {
 	port, adminPort, gossipPort, clusterPort int
 	dataDir                                  string
 	memory                                   bool
+	checkpointBytes                          int64
 	fsync                                    string
 	password                                 string
 	protectedMode                            bool
@@ -187,6 +188,7 @@ func flags(stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.StringVar(&o.dataDir, "data-dir", d.DataDir, "directory for stash.db and tag-secret")
 	fs.BoolVar(&o.memory, "memory", false, "keep everything in memory only (nothing survives a restart)")
 	fs.StringVar(&o.fsync, "fsync", d.Fsync, "durability: always (fsync before the reply), batch (fsync within 10ms), never")
+	fs.Int64Var(&o.checkpointBytes, "checkpoint-bytes", d.CheckpointBytes, "write-ahead log size, in bytes, that triggers a checkpoint into stash.db (larger: less rewriting of a hot working set, longer replay after a crash)")
 	fs.StringVar(&o.password, "password", "", "require AUTH with this password; without it only loopback addresses are served")
 	fs.BoolVar(&o.protectedMode, "protected-mode", d.ProtectedMode, "refuse a non-loopback --bind without --password")
 	fs.StringVar(&o.secret, "secret", "", "cluster secret (>= 16 bytes) that signs tags; prefer --secret-file")
@@ -240,7 +242,7 @@ func (o *options) config() (stash.Config, error) {
 	c := stash.DefaultConfig()
 	c.Name, c.Bind = o.name, o.bind
 	c.Port, c.AdminPort, c.GossipPort, c.ClusterPort = o.port, o.adminPort, o.gossipPort, o.clusterPort
-	c.DataDir, c.Memory, c.Fsync = o.dataDir, o.memory, o.fsync
+	c.DataDir, c.Memory, c.Fsync, c.CheckpointBytes = o.dataDir, o.memory, o.fsync, o.checkpointBytes
 	c.Password, c.ProtectedMode = o.password, o.protectedMode
 	c.MaxValueBytes, c.MaxRequestBytes, c.MaxClients = o.maxValueBytes, o.maxRequestBytes, o.maxClients
 	c.DefaultStashTTL, c.ShutdownTimeout, c.DrainTimeout = o.stashTTL, o.shutdownTimeout, o.drainTimeout

@@ -606,3 +606,71 @@ func TestDropAfterFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckpointBytes: --checkpoint-bytes reaches the store (a node given
+// 1 MiB checkpoints after a few MiB of writes, while a default one has
+// not), /metrics reports checkpoints and the log size, and a value under
+// 1 MiB is refused with a clear error.
+func TestCheckpointBytes(t *testing.T) {
+	metric := func(p *proc, name string) float64 {
+		t.Helper()
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.adminPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, ln := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(ln, name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("%s: %v", ln, err)
+				}
+				return f
+			}
+		}
+		t.Fatalf("/metrics lacks %s:\n%s", name, b)
+		return 0
+	}
+	small := start(t, "--data-dir", t.TempDir(), "--checkpoint-bytes", "1048576")
+	dflt := start(t, "--data-dir", t.TempDir())
+	val := strings.Repeat("v", 32<<10)
+	cx := ctx(t)
+	for _, p := range []*proc{small, dflt} {
+		c := p.client(t)
+		for i := range 160 { // 5 MiB of log
+			if err := c.Set(cx, fmt.Sprintf("k%d", i), val, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for metric(small, "stash_checkpoints_total") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("--checkpoint-bytes 1048576: %v checkpoints after 5 MiB of writes, want >= 2", metric(small, "stash_checkpoints_total"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if wal := metric(small, "stash_wal_bytes"); wal > 2<<20 {
+		t.Errorf("--checkpoint-bytes 1048576: stash_wal_bytes %v, want <= 2 MiB", wal)
+	}
+	if n := metric(dflt, "stash_checkpoints_total"); n != 0 {
+		t.Errorf("default node: %v checkpoints after 5 MiB of writes, want 0 (default 128 MiB)", n)
+	}
+	if wal := metric(dflt, "stash_wal_bytes"); wal < 5<<20 {
+		t.Errorf("default node: stash_wal_bytes %v, want >= 5 MiB (160 distinct 32 KiB values)", wal)
+	}
+	// Writers may outrun 1 MiB checkpoints (stalls), but nothing fails.
+	metric(small, "stash_write_stalls_total")
+	for _, name := range []string{"stash_checkpoint_failures_total", "stash_commit_failures_total"} {
+		if v := metric(small, name); v != 0 {
+			t.Errorf("%s = %v, want 0", name, v)
+		}
+	}
+
+	out, err := exec.Command(binary(t), "--memory", "--port", "0", "--admin-port", "-1", "--checkpoint-bytes", "1000").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "CheckpointBytes: must be at least 1 MiB") {
+		t.Fatalf("--checkpoint-bytes 1000 should be refused clearly: %v\n%s", err, out)
+	}
+}
