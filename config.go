@@ -99,8 +99,9 @@ type Config struct {
 	// log exceeds twice this. A checkpoint rewrites every stash changed
 	// since the last one, so a working set that is rewritten within one
 	// costs a full rewrite each time: a larger value makes that rarer, at
-	// the price of a longer replay after a crash (about 2.5–3 s per GiB of
-	// 1 KiB records here). Default 128 MiB; at least 1 MiB.
+	// the price of a longer replay after a crash (2.4–3.2 s per GiB of
+	// 1 KiB records on a 2-core machine; storage's BenchmarkReplay).
+	// Default 128 MiB; at least 1 MiB.
 	CheckpointBytes int64
 
 	// Password, when set, is required from clients (AUTH). Without one the
