@@ -47,10 +47,13 @@ type Node struct {
 	viewMu sync.Mutex      // guards view
 	view   map[string]peer // other nodes as gossip reports them
 
-	gossipKick chan struct{}         // membership events (debounced by run); cap 1
-	announced  time.Time             // last meta broadcast by maintainSelf; run's goroutine only
-	wake       chan struct{}         // committed changes; cap 1
-	observe    chan raft.Observation // leadership changes; raft drops what does not fit
+	gossipKick chan struct{}             // membership events (debounced by run); cap 1
+	announced  time.Time                 // last meta broadcast by maintainSelf; run's goroutine only
+	wake       chan struct{}             // committed changes; cap 1
+	observe    chan raft.Observation     // leadership changes; raft drops what does not fit
+	leaseKick  chan raft.Observation     // leadership changes, for keepLeaderLease
+	confirmed  atomic.Pointer[time.Time] // leader lease: see lease.go
+	leading    atomic.Bool               // led, and no other leader seen since: see lease.go
 
 	ctx    context.Context // done when the node closes
 	cancel context.CancelFunc
@@ -90,6 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		gossipKick: make(chan struct{}, 1),
 		wake:       make(chan struct{}, 1),
 		observe:    make(chan raft.Observation, 16),
+		leaseKick:  make(chan raft.Observation, 4),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.table.Store(new(ring.Table))
@@ -97,9 +101,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.run()
 	go n.joinLoop()
+	go n.keepLeaderLease(n.leaseKick)
 
 	if !n.existing && (cfg.BootstrapExpect == 1 || cfg.BootstrapExpect == 0 && len(cfg.Join) == 0) {
 		err := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
@@ -194,10 +199,12 @@ func (n *Node) start() error {
 	if n.raft, err = raft.NewRaft(rc, n.fsm, n.st.log, n.st.stable, n.st.snap, n.trans); err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	n.raft.RegisterObserver(raft.NewObserver(n.observe, false, func(o *raft.Observation) bool {
+	isLeaderChange := func(o *raft.Observation) bool {
 		_, ok := o.Data.(raft.LeaderObservation)
 		return ok
-	}))
+	}
+	n.raft.RegisterObserver(raft.NewObserver(n.observe, false, isLeaderChange))
+	n.raft.RegisterObserver(raft.NewObserver(n.leaseKick, false, isLeaderChange))
 
 	st, _ := n.fsm.state()
 	n.self = meta{
@@ -393,17 +400,14 @@ func (n *Node) IsLeader() bool {
 // never acknowledge writes for a slot at the same time.
 func (n *Node) LeaseTimeout() time.Duration { return 2 * n.timing.heartbeat }
 
-// InContact reports whether this node may act as a primary now: it is the
-// raft leader (raft steps a leader down when it has not reached a quorum
-// for its leader lease), or it heard from the leader within LeaseTimeout.
+// InContact reports whether this node may act as a primary now: its last
+// contact with the cluster (see contact in lease.go) is within
+// LeaseTimeout.
 func (n *Node) InContact() bool {
 	if n.closed.Load() {
 		return false
 	}
-	if n.raft.State() == raft.Leader {
-		return true
-	}
-	return time.Since(n.raft.LastContact()) < n.LeaseTimeout()
+	return time.Since(n.contact()) < n.LeaseTimeout()
 }
 
 // SetState declares this node StateActive or StateDraining and gossips
