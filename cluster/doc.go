@@ -100,10 +100,12 @@
 //
 // # Caveats
 //
-//   - Primary leases and epoch fencing are not here yet: a table only says
-//     who should be primary. Two nodes may briefly both believe they are
-//     primary of a slot (an old leader's table still applied on a
-//     partitioned node); the data plane must not rely on the table alone.
+//   - A table only says who should be primary. Two nodes may briefly
+//     both believe they are primary of a slot (an old leader's table still
+//     applied on a partitioned or stopped node), so the data plane must
+//     not rely on the table alone: it acts on it only while InContact (a
+//     follower heard from the leader, or the leader had a quorum confirm
+//     it, within LeaseTimeout; see lease.go) and fences copies by epoch.
 //   - Failover promotes the next replica in the slot's list, whether or
 //     not it is in sync: in-sync tracking belongs to replication.
 //   - While a node is down, every later table demotes it again after
