@@ -47,6 +47,7 @@ func (n *Node) keepLeaderLease(kick <-chan raft.Observation) {
 				n.confirmed.Store(&start)
 			}
 		}
+		n.contact() // samples contact on every node, so lapses are noticed even when idle
 		select {
 		case <-n.ctx.Done():
 			return
@@ -70,8 +71,26 @@ func (n *Node) leaderConfirmed() time.Time {
 // its last contact as a follower (before it led, a leader's last contact
 // is the previous leader's); for a node that led and has seen no other
 // leader since, the last confirmation; otherwise raft's last contact with
-// the leader.
+// the leader. Every call also feeds the lapse count (see Lapses).
 func (n *Node) contact() time.Time {
+	t := n.rawContact()
+	for {
+		prev := n.seen.Load()
+		if prev != nil && !t.After(*prev) {
+			break
+		}
+		if n.seen.CompareAndSwap(prev, &t) {
+			if prev != nil && !prev.IsZero() && t.Sub(*prev) >= n.LeaseTimeout() {
+				n.lapses.Add(1)
+				n.log.Warn("contact with the cluster lapsed and resumed", "gap", t.Sub(*prev).Round(time.Millisecond))
+			}
+			break
+		}
+	}
+	return t
+}
+
+func (n *Node) rawContact() time.Time {
 	conf := n.leaderConfirmed()
 	if n.raft.State() == raft.Leader {
 		if !n.leading.Load() {
@@ -90,3 +109,13 @@ func (n *Node) contact() time.Time {
 	}
 	return n.raft.LastContact()
 }
+
+// Lapses counts the times this node's contact with the cluster resumed
+// after a gap of LeaseTimeout or more: two successive contacts that far
+// apart, as seen by InContact and by a sampler every leaderLease/2. A
+// lapse may end before anyone calls InContact while it lasts — a stopped
+// process resumes, and the new leader's first heartbeat refreshes raft's
+// last contact before the tables the node missed arrive — so the data
+// plane compares this count, not only InContact, before acting on what
+// it earned before: a new lapse cuts it off as losing contact does.
+func (n *Node) Lapses() uint64 { return n.lapses.Load() }

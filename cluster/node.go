@@ -54,6 +54,8 @@ type Node struct {
 	leaseKick  chan raft.Observation     // leadership changes, for keepLeaderLease
 	confirmed  atomic.Pointer[time.Time] // leader lease: see lease.go
 	leading    atomic.Bool               // led, and no other leader seen since: see lease.go
+	seen       atomic.Pointer[time.Time] // latest contact seen: see lease.go
+	lapses     atomic.Uint64             // see Lapses
 
 	ctx    context.Context // done when the node closes
 	cancel context.CancelFunc

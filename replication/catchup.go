@@ -219,7 +219,7 @@ func (r *Replicator) catchUp() {
 		case <-tick.C:
 		}
 		t := r.table.Load()
-		if t == nil || !r.cl.InContact() {
+		if t == nil || !r.inContact() {
 			continue
 		}
 		r.tellMissed()

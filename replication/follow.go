@@ -48,7 +48,8 @@ func (r *Replicator) follow() {
 			r.apply(t, due, gap)
 		}
 		now := r.cl.InContact()
-		if !now {
+		lapses := r.cl.Lapses()
+		if !now || lapses != r.lapsesSeen.Load() {
 			r.cutOff.Store(true)
 		}
 		switch {
@@ -63,6 +64,7 @@ func (r *Replicator) follow() {
 			// with restored contact.
 			r.log.Info("back in contact with the cluster: taking primaries over again")
 			contact = true
+			r.lapsesSeen.Store(lapses)
 			if t := r.table.Load(); t != nil {
 				r.apply(t, due, true)
 			}
@@ -208,7 +210,7 @@ func (r *Replicator) startTakeOver(due map[uint16]takeover, results chan<- takeo
 			due[s] = d
 		}
 	}
-	if len(slots) == 0 || !r.cl.InContact() {
+	if len(slots) == 0 || !r.inContact() {
 		return false
 	}
 	slices.Sort(slots)

@@ -54,6 +54,7 @@ type fakeCluster struct {
 	changes chan struct{}
 
 	contact  atomic.Bool
+	lapses   atomic.Uint64
 	refused  atomic.Bool  // partitioned: dials to and from it fail, accepted streams are closed
 	blackout atomic.Bool  // black hole: dials to it reach the sink
 	slow     atomic.Int64 // delay, in ns, of every read from a stream dialed to it
@@ -75,6 +76,7 @@ func (c *fakeCluster) Changes() <-chan struct{} {
 }
 
 func (c *fakeCluster) InContact() bool             { return c.contact.Load() }
+func (c *fakeCluster) Lapses() uint64              { return c.lapses.Load() }
 func (c *fakeCluster) LeaseTimeout() time.Duration { return c.lease }
 func (c *fakeCluster) DataListener() net.Listener  { return c.ln }
 

@@ -294,6 +294,38 @@ func TestLeaseLost(t *testing.T) {
 	}
 }
 
+// TestUnseenLapseCutsOff: a lapse of contact that ended before anything
+// asked InContact (a stopped node resumes, and the new leader's first
+// heartbeat refreshes its contact before the tables it missed arrive)
+// still cuts the primary off: it stops serving at once and serves again
+// only after taking the slot over anew (lease wait).
+func TestUnseenLapseCutsOff(t *testing.T) {
+	t.Parallel()
+	tn, tb := newCluster(t, harnessConfig{})
+	a := tn.node("A")
+	k := keysWith(t, tb, "u", 1, primaryIs("A"))[0]
+	slot := ring.Slot(k)
+	waitFor(t, 5*time.Second, "A to serve", func() bool { return a.rep.Serving(slot) })
+	a.cl.lapses.Add(1) // InContact stays true throughout
+	lapsed := time.Now()
+	if a.rep.Serving(slot) {
+		t.Fatal("A serves right after a lapse of contact")
+	}
+	if d := a.rep.Route(slot, false, false); d.Local || !strings.HasPrefix(d.Err, "TRYAGAIN") {
+		t.Fatalf("Route of a read right after a lapse: %+v, want Err TRYAGAIN…", d)
+	}
+	if err := a.set(context.Background(), k, "v"); !errors.Is(err, ErrNotServing) {
+		t.Fatalf("set right after a lapse: %v, want ErrNotServing", err)
+	}
+	waitFor(t, 5*time.Second, "A to serve again", func() bool { return a.rep.Serving(slot) })
+	if d := time.Since(lapsed); d < a.cl.lease {
+		t.Fatalf("A served again %v after the lapse, before a lease (%v) had passed", d, a.cl.lease)
+	}
+	if err := a.set(context.Background(), k, "v"); err != nil {
+		t.Fatalf("set after taking the slot over again: %v", err)
+	}
+}
+
 // TestLeaseLostDuringWrite: a primary whose lease runs out while it waits
 // for its backups does not acknowledge the write, even if the backups
 // then answer: the new primary may already be serving.

@@ -23,6 +23,9 @@ type Cluster interface {
 	Changes() <-chan struct{}
 	// InContact reports whether this node may act as a primary now.
 	InContact() bool
+	// Lapses counts the times contact was lost and regained, including
+	// lapses that ended before anyone asked InContact.
+	Lapses() uint64
 	// LeaseTimeout is how long an old primary may go on acknowledging
 	// after it lost contact.
 	LeaseTimeout() time.Duration
@@ -133,6 +136,9 @@ type Replicator struct {
 	// cutOff: contact with the cluster was lost since the slots became
 	// ready; nothing is served until the follow loop took them over again.
 	cutOff atomic.Bool
+	// lapsesSeen: Cluster.Lapses when the slots were last taken over
+	// after a cut-off; a newer count is a lapse nobody saw, and cuts off.
+	lapsesSeen atomic.Uint64
 
 	// missedBy: slots whose copies may not have reached a backup (see
 	// missed); the catch-up loop tells each backup.
@@ -292,7 +298,7 @@ func (r *Replicator) Serving(slot uint16) bool {
 	if t == nil || t.Primary(slot) != r.cfg.Self || !r.ready[slot].Load() || r.cutOff.Load() {
 		return false
 	}
-	if !r.cl.InContact() {
+	if !r.inContact() {
 		// Once out of contact, never again on the readiness earned
 		// before: back in contact, the first heartbeat can arrive before
 		// the tables committed meanwhile, and the slot may have moved.
@@ -350,7 +356,7 @@ func (r *Replicator) Ready() (bool, string) {
 	if t == nil {
 		return false, "no slot table yet (cluster forming or joining)"
 	}
-	if !r.cl.InContact() {
+	if !r.inContact() {
 		return false, "lost contact with the cluster"
 	}
 	waiting := 0
@@ -366,4 +372,10 @@ func (r *Replicator) Ready() (bool, string) {
 		return false, fmt.Sprintf("catching up %d backup slots", n)
 	}
 	return true, ""
+}
+
+// inContact is Cluster.InContact, and false too after a lapse of contact
+// this node has not taken its slots over again since.
+func (r *Replicator) inContact() bool {
+	return r.cl.InContact() && r.cl.Lapses() == r.lapsesSeen.Load()
 }

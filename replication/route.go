@@ -38,7 +38,7 @@ func (r *Replicator) Route(slot uint16, write, readonly bool) Decision {
 		if r.Serving(slot) {
 			return Decision{Local: true}
 		}
-		if !r.cl.InContact() {
+		if !r.inContact() {
 			return Decision{Err: "TRYAGAIN this node lost contact with the cluster; retry on another node"}
 		}
 		if prev := r.prevPrimary(slot); !write && prev != "" {
@@ -69,7 +69,7 @@ func (r *Replicator) prevPrimary(slot uint16) ring.NodeID {
 // nothing has changed the slot here since.
 func (r *Replicator) canServePrev(slot uint16, epoch uint64, from ring.NodeID) bool {
 	t := r.table.Load()
-	if t == nil || slot >= ring.Slots || !r.cl.InContact() || r.cutOff.Load() {
+	if t == nil || slot >= ring.Slots || !r.inContact() || r.cutOff.Load() {
 		return false
 	}
 	if t.Epoch() < epoch {
