@@ -79,7 +79,8 @@ func (n *Node) contact() time.Time {
 		if prev != nil && !t.After(*prev) {
 			break
 		}
-		if n.seen.CompareAndSwap(prev, &t) {
+		newer := t // only a newer contact is copied to the heap
+		if n.seen.CompareAndSwap(prev, &newer) {
 			if prev != nil && !prev.IsZero() && t.Sub(*prev) >= n.LeaseTimeout() {
 				n.lapses.Add(1)
 				n.log.Warn("contact with the cluster lapsed and resumed", "gap", t.Sub(*prev).Round(time.Millisecond))
