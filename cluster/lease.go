@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -43,8 +44,10 @@ func (n *Node) keepLeaderLease(kick <-chan raft.Observation) {
 	for {
 		if n.raft.State() == raft.Leader {
 			start := time.Now()
-			if n.raft.VerifyLeader().Error() == nil {
+			if err := n.await(verifyLeader(n.raft)); err == nil {
 				n.confirmed.Store(&start)
+			} else if errors.Is(err, ErrClosed) {
+				return
 			}
 		}
 		n.contact() // samples contact on every node, so lapses are noticed even when idle
@@ -120,3 +123,24 @@ func (n *Node) rawContact() time.Time {
 // plane compares this count, not only InContact, before acting on what
 // it earned before: a new lapse cuts it off as losing contact does.
 func (n *Node) Lapses() uint64 { return n.lapses.Load() }
+
+// verifyLeader starts a leadership confirmation round; tests replace it.
+var verifyLeader = (*raft.Raft).VerifyLeader
+
+// await waits for a raft future, or until the node closes (ErrClosed).
+// raft does not answer every future it accepted: VerifyLeader and
+// LeadershipTransfer queue theirs on buffered channels, and a future still
+// queued when raft shuts down is never answered, so its Error blocks for
+// ever — and Close, which waits for this node's goroutines, with it. When
+// that happens the goroutine waiting on Error is left behind; it holds
+// nothing but the future.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.ctx.Done():
+		return ErrClosed
+	}
+}

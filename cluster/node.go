@@ -604,7 +604,7 @@ func (n *Node) HandOverLeadership() {
 		return
 	}
 	start := time.Now()
-	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+	if err := n.await(n.raft.LeadershipTransfer()); err != nil {
 		n.log.Warn("could not hand raft leadership over; the others elect a leader once this node is gone", "err", err)
 		return
 	}
@@ -646,7 +646,7 @@ func (n *Node) waitGone(ctx context.Context) error {
 			return nil
 		}
 		if !inRoster && n.raft.State() == raft.Leader && n.otherVoter() {
-			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			if err := n.await(n.raft.LeadershipTransfer()); err != nil {
 				n.log.Debug("leadership transfer before leaving failed; retrying", "err", err)
 			}
 		}
