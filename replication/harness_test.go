@@ -182,7 +182,7 @@ func (l *testListener) Accept() (net.Conn, error) {
 type harnessConfig struct {
 	Nodes       []ring.NodeID // default A, B, C
 	Lease       time.Duration // default 100ms
-	Timeout     time.Duration // Config.Timeout; default 1s
+	Timeout     time.Duration // Config.Timeout; default 5s (see newCluster)
 	WriteQuorum int
 	Async       bool
 	NoWait      bool // do not wait for every node to be Ready
@@ -204,7 +204,10 @@ func newCluster(t testing.TB, hc harnessConfig) (*testNet, *ring.Table) {
 		hc.Lease = 100 * time.Millisecond
 	}
 	if hc.Timeout == 0 {
-		hc.Timeout = time.Second
+		// Only bounds how long a healthy backup may take to answer:
+		// tests that wait for it to expire set their own. Under the
+		// race detector on a loaded CI machine, 1 s proved too short.
+		hc.Timeout = 5 * time.Second
 	}
 	sink, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
