@@ -331,13 +331,19 @@ func (c *clusterPart) watch() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		// Taken before refresh reads the state, so no change is
+		// missed: a member restarting must not look down here for a
+		// tick after gossip saw it back (its slots' requests would get
+		// TRYAGAIN instead of a forward meanwhile).
+		moved, changed := c.cn.Changes(), c.cn.MembersChanged()
+		c.refresh()
 		select {
 		case <-c.stop:
 			return
-		case <-c.cn.Changes():
+		case <-moved:
+		case <-changed:
 		case <-tick.C:
 		}
-		c.refresh()
 	}
 }
 

@@ -597,3 +597,58 @@ func TestFullRestartNewAddresses(t *testing.T) {
 		return len(f.Configuration().Servers) == 3
 	})
 }
+
+// TestMembersChanged: MembersChanged wakes its waiter when gossip sees a
+// member join, fail and come back, and Members already shows the change
+// when it does (the RESP layer's address map relies on both).
+func TestMembersChanged(t *testing.T) {
+	log := testLogger(t)
+	sa, sb := newSpec(t, "a", false), newSpec(t, "b", true)
+	a := open(t, sa.config(t, log))
+	select {
+	case <-a.MembersChanged():
+		t.Fatal("MembersChanged closed with no other member")
+	default:
+	}
+	// until waits, from ch (taken before the event), for changes until
+	// Members shows b as want says.
+	until := func(ch <-chan struct{}, what string, want func(alive, known bool) bool) {
+		t.Helper()
+		for {
+			select {
+			case <-ch:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("MembersChanged not closed 15 s after %s", what)
+			}
+			ch = a.MembersChanged()
+			for _, m := range a.Members() {
+				if m.Name == "b" && want(m.Alive, true) {
+					return
+				}
+			}
+			if want(false, false) {
+				return
+			}
+		}
+	}
+	join := func() *Node {
+		cfg := sb.config(t, log)
+		cfg.Join = []string{sa.gossipAddr()}
+		return open(t, cfg)
+	}
+	alive := func(alive, known bool) bool { return alive }
+	down := func(alive, known bool) bool { return known && !alive }
+
+	ch := a.MembersChanged()
+	b := join()
+	until(ch, "b joined", alive)
+	waitFor(t, 15*time.Second, "b in the table", func() bool { return slices.Contains(a.Table().Members(), "b") })
+
+	ch = a.MembersChanged()
+	b.Close()
+	until(ch, "b closed", down)
+
+	ch = a.MembersChanged()
+	join()
+	until(ch, "b restarted", alive)
+}

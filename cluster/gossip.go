@@ -152,6 +152,9 @@ func (n *Node) updatePeer(node *memberlist.Node, st peerStatus) {
 	if !had || old.status != st {
 		n.log.Debug("gossip peer", "peer", node.Name, "status", [...]string{"alive", "failed"}[st])
 	}
+	if !had || old.status != st || old.meta != m || old.gossipAddr != node.Address() {
+		n.peers.notify()
+	}
 	select {
 	case n.gossipKick <- struct{}{}:
 	default:

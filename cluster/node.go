@@ -40,6 +40,7 @@ type Node struct {
 
 	table   atomic.Pointer[ring.Table] // latest committed table; never nil
 	changes notifier
+	peers   notifier // gossip reported a member joining, changing or failing
 
 	metaMu sync.Mutex // guards self
 	self   meta
@@ -297,6 +298,12 @@ func (n *Node) Table() *ring.Table { return n.table.Load() }
 //
 // Each call may return a new channel; any number of goroutines may wait.
 func (n *Node) Changes() <-chan struct{} { return n.changes.wait() }
+
+// MembersChanged returns a channel closed at the next change gossip
+// reports in another member (joined, failed, new state or addresses): what
+// Members returns may have changed. Used as Changes is; table changes do
+// not close it.
+func (n *Node) MembersChanged() <-chan struct{} { return n.peers.wait() }
 
 // Ready waits until this node is a member of the committed slot table.
 func (n *Node) Ready(ctx context.Context) error {
@@ -689,6 +696,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.st.close())
 		}
 		n.changes.shut()
+		n.peers.shut()
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
