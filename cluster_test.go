@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,6 +214,65 @@ func TestClientRoutesStashesToPrimaries(t *testing.T) {
 		if err := c.Delete(ctx, tg); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestClientFollowsFailover: once a call has found a stash's primary
+// gone, the Go client reloads its slot map, so that later calls go
+// straight to the new primary instead of trying the old one first (and
+// retrying) until the map is 10 s old.
+func TestClientFollowsFailover(t *testing.T) {
+	nodes := openCluster(t, 3)
+	ctx := context.Background()
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.Addr())
+	}
+	var retries atomic.Int64
+	c, err := client.DialOptions(ctx, client.Options{MaxRetries: 60, MinBackoff: 2 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		OnRetry: func(int, error) { retries.Add(1) }}, addrs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tg, err := c.Put(ctx, []byte("kept"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := nodes[0].ops.Codec.Decode(tg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := nodes[0].cl.rep.Table().Primary(ring.Slot(id.ID.Key()))
+	closed := false
+	for _, nd := range nodes {
+		if ring.NodeID(nd.cfg.Name) == primary {
+			nd.Close()
+			closed = true
+		}
+	}
+	if !closed {
+		t.Fatalf("primary %q not among the members", primary)
+	}
+	start := time.Now()
+	if v, err := c.Get(ctx, tg); err != nil || string(v) != "kept" {
+		t.Fatalf("Get after closing the primary: %q, %v", v, err)
+	}
+	t.Logf("first Get after the primary closed: %v, %d retries", time.Since(start).Round(time.Millisecond), retries.Load())
+	// The reload runs in the background: give it a moment, well under
+	// the 10 s after which go-redis reloads on its own.
+	time.Sleep(time.Second)
+	retries.Store(0)
+	for i := range 20 {
+		if v, err := c.Get(ctx, tg); err != nil || string(v) != "kept" {
+			t.Fatalf("Get %d: %q, %v", i, v, err)
+		}
+	}
+	if n := retries.Load(); n != 0 {
+		t.Fatalf("20 Gets a second after the failover retried %d times: the client still tries the old primary first", n)
+	}
+	if time.Since(start) > 8*time.Second {
+		t.Fatalf("test took %v: too close to go-redis's own 10 s reload to show anything", time.Since(start))
 	}
 }
 

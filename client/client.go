@@ -337,6 +337,9 @@ func (c *Client) retry(ctx context.Context, op func(detour bool) error) error {
 		// seconds. The next try goes through another node, which
 		// forwards the command to the slot's primary.
 		detour = c.cluster && (connErr(err) || strings.HasPrefix(err.Error(), "CLUSTERDOWN "))
+		if detour || movedOn(err) {
+			c.reloadSlots(ctx)
+		}
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -345,6 +348,24 @@ func (c *Client) retry(ctx context.Context, op func(detour bool) error) error {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, c.opts.MaxBackoff)
+	}
+}
+
+// movedOn: a reply that says the slot's primary is moving or has moved.
+func movedOn(err error) bool {
+	code, _, _ := strings.Cut(err.Error(), " ")
+	return code == "TRYAGAIN" || code == "MOVED" || code == "ASK"
+}
+
+// reloadSlots asks go-redis to reload its slot map in the background (at
+// most one reload at a time, 200 ms apart). Commands sent straight to a
+// slot's primary (see run) bypass go-redis's own redirect handling, which
+// is what would otherwise reload it: left alone, the map is reloaded
+// only once it is 10 s old, and every call for a moved slot would go to
+// the old primary first meanwhile.
+func (c *Client) reloadSlots(ctx context.Context) {
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(ctx)
 	}
 }
 
