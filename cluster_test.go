@@ -164,17 +164,22 @@ func TestEmbeddedCluster(t *testing.T) {
 	}
 }
 
+// respAddrs lists the members' RESP addresses.
+func respAddrs(nodes []*Node) []string {
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.Addr())
+	}
+	return addrs
+}
+
 // TestClientRoutesStashesToPrimaries: the Go client sends each STASH
 // command straight to the primary of the stash's slot (read from the
 // tag), so no member has to forward it.
 func TestClientRoutesStashesToPrimaries(t *testing.T) {
 	nodes := openCluster(t, 3)
 	ctx := context.Background()
-	var addrs []string
-	for _, nd := range nodes {
-		addrs = append(addrs, nd.Addr())
-	}
-	c, err := client.Dial(ctx, addrs...)
+	c, err := client.Dial(ctx, respAddrs(nodes)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,13 +229,9 @@ func TestClientRoutesStashesToPrimaries(t *testing.T) {
 func TestClientFollowsFailover(t *testing.T) {
 	nodes := openCluster(t, 3)
 	ctx := context.Background()
-	var addrs []string
-	for _, nd := range nodes {
-		addrs = append(addrs, nd.Addr())
-	}
 	var retries atomic.Int64
 	c, err := client.DialOptions(ctx, client.Options{MaxRetries: 60, MinBackoff: 2 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
-		OnRetry: func(int, error) { retries.Add(1) }}, addrs...)
+		OnRetry: func(int, error) { retries.Add(1) }}, respAddrs(nodes)...)
 	if err != nil {
 		t.Fatal(err)
 	}
