@@ -137,22 +137,7 @@ func TestEmbeddedCluster(t *testing.T) {
 
 	// Close the primary of tags[0]'s slot: the others take it over and
 	// still have the value.
-	tg, err := nodes[0].ops.Codec.Decode(tags[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	primary := nodes[0].cl.rep.Table().Primary(ring.Slot(tg.ID.Key()))
-	var rest []*Node
-	for _, nd := range nodes {
-		if ring.NodeID(nd.cfg.Name) == primary {
-			nd.Close()
-		} else {
-			rest = append(rest, nd)
-		}
-	}
-	if len(rest) != 2 {
-		t.Fatalf("primary %q not among the members", primary)
-	}
+	rest := closePrimary(t, nodes, tags[0])
 	start := time.Now()
 	got, err := retry(t, 15*time.Second, func() ([]byte, error) { return rest[0].Get(ctx, tags[0]) })
 	if err != nil || string(got) != "changed" {
@@ -162,6 +147,28 @@ func TestEmbeddedCluster(t *testing.T) {
 	if _, err := retry(t, 15*time.Second, func() (string, error) { return rest[1].Put(ctx, []byte("after"), 0) }); err != nil {
 		t.Fatalf("put after failover: %v", err)
 	}
+}
+
+// closePrimary closes the member that is primary for tag's slot (as the
+// first member's table has it) and returns the others.
+func closePrimary(t *testing.T, nodes []*Node, tag string) (rest []*Node) {
+	t.Helper()
+	tg, err := nodes[0].ops.Codec.Decode(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	primary := nodes[0].cl.rep.Table().Primary(ring.Slot(tg.ID.Key()))
+	for _, nd := range nodes {
+		if ring.NodeID(nd.cfg.Name) == primary {
+			nd.Close()
+		} else {
+			rest = append(rest, nd)
+		}
+	}
+	if len(rest) != len(nodes)-1 {
+		t.Fatalf("primary %q not among the members", primary)
+	}
+	return rest
 }
 
 // respAddrs lists the members' RESP addresses.
@@ -240,21 +247,7 @@ func TestClientFollowsFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := nodes[0].ops.Codec.Decode(tg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	primary := nodes[0].cl.rep.Table().Primary(ring.Slot(id.ID.Key()))
-	closed := false
-	for _, nd := range nodes {
-		if ring.NodeID(nd.cfg.Name) == primary {
-			nd.Close()
-			closed = true
-		}
-	}
-	if !closed {
-		t.Fatalf("primary %q not among the members", primary)
-	}
+	closePrimary(t, nodes, tg)
 	start := time.Now()
 	if v, err := c.Get(ctx, tg); err != nil || string(v) != "kept" {
 		t.Fatalf("Get after closing the primary: %q, %v", v, err)
